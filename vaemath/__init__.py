@@ -1,0 +1,19 @@
+"""vaemath: the closed-form math and estimators of variational autoencoders.
+
+Gaussian KL divergences (standard and arbitrary priors, log-variance form),
+minibatch mutual-information / total-correlation estimators and MMD kernels,
+written once against the Python Array API standard so that the same call works
+on NumPy, PyTorch, JAX and any other conforming library.
+"""
+
+from __future__ import annotations
+
+from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
+
+__all__ = [
+    "gaussian_kl",
+    "gaussian_log_density",
+    "mvn_kl",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,414 @@
+"""Closed-form Gaussian KL divergences and log-densities, on any Array-API library.
+
+Accuracy notes (measured in ulps against mpmath by ``docs/scripts/accuracy.py``):
+
+* The variance part of the diagonal KL is ``(e^d - 1 - d) / 2`` with
+  ``d = logvar - prior_logvar``. Written as ``exp(d) - 1 - d`` (the usual VAE
+  code) or ``r - 1 - log(r)`` (torch.distributions), it loses every digit as
+  ``d -> 0``, exactly where inactive latents sit. vaemath evaluates it as a
+  Taylor polynomial for ``|d| < T`` and as ``expm1(d) - d`` beyond, with ``T``
+  chosen per dtype so both branches stay within about 3 ulps.
+* ``d`` itself is formed with an error-free transformation (TwoSum), so a
+  rounded subtraction ``logvar - prior_logvar`` costs no accuracy even when
+  ``e^d`` is large (the error would otherwise grow like ``|d|`` ulps).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._lib._compat import is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from ._lib._helpers import Array, Namespace, broadcast_shapes, resolve
+
+__all__ = ["gaussian_kl", "gaussian_log_density", "mvn_kl"]
+
+
+# -- the variance term h(d) = (e^d - 1 - d) / 2 --------------------------------
+
+# Taylor coefficients of h(d) / d^2 = sum_j d^j / (2 (j + 2)!), and the switch
+# point |d| < T between the polynomial and the expm1 form, per dtype family.
+# (T, degree) were chosen by scanning max ulp error against mpmath: below
+# T the expm1 form cancels (error ~ 2 / |d| ulps), above it the polynomial needs
+# more terms. float32: T = 0.75, degree 8; float64: T = 0.75, degree 15.
+def _coefficients(degree: int) -> tuple[float, ...]:
+    return tuple(1.0 / (2.0 * math.factorial(j + 2)) for j in range(degree + 1))
+
+
+_SWITCH = 0.75
+_COEF32 = _coefficients(8)
+_COEF64 = _coefficients(15)
+# log(2*pi) split as hi + lo (hi exactly representable in the working dtype),
+# computed with mpmath at 200 bits.
+_LOG_2PI_HI64 = 1.8378770664093456
+_LOG_2PI_LO64 = -7.756588316134483e-17
+_LOG_2PI_HI32 = 1.8378770351409912
+_LOG_2PI_LO32 = 3.126835427262316e-08
+
+
+def _is_wide(dtype: Any, xp: Namespace) -> bool:
+    return bool(dtype == xp.float64)
+
+
+def _half_expm1mx(d: Array, e: Array, *, xp: Namespace) -> Array:
+    """``(e^d - 1 - d) / 2`` given ``e = expm1(d)``, accurate to ~3 ulps."""
+    coef = _COEF64 if _is_wide(d.dtype, xp) else _COEF32
+    p = coef[-1] * d + coef[-2]
+    for c in coef[-3::-1]:
+        p = p * d + c
+    poly = (d * d) * p
+    # minimum() keeps d = +inf from giving inf - inf (the KL is +inf there).
+    big = xp.asarray(xp.finfo(d.dtype).max, dtype=d.dtype, device=_device(d))
+    direct = 0.5 * (e - xp.minimum(d, big))
+    return xp.where(xp.abs(d) < _SWITCH, poly, direct)
+
+
+def _two_diff(a: Array, b: Array) -> tuple[Array, Array]:
+    """``a - b = s + err`` exactly (Knuth's TwoSum), for finite inputs."""
+    s = a - b
+    bb = s - a
+    err = (a - (s - bb)) - (b + bb)
+    return s, err
+
+
+# -- public functions ------------------------------------------------------------
+
+
+def gaussian_kl(
+    mu: Array,
+    logvar: Array,
+    prior_mu: Array | float = 0.0,
+    prior_logvar: Array | float = 0.0,
+) -> Array:
+    r"""Elementwise KL divergence between diagonal Gaussians in log-variance form.
+
+    .. math::
+
+        \mathrm{KL}\bigl(\mathcal N(\mu, e^{v}) \,\|\, \mathcal N(m, e^{w})\bigr)
+        = \tfrac12\Bigl[(\mu - m)^2 e^{-w} + e^{d} - 1 - d\Bigr],
+        \qquad d = v - w.
+
+    With the default prior :math:`\mathcal N(0, 1)` this is the familiar
+    :math:`\tfrac12(\mu^2 + e^{v} - 1 - v)`.
+
+    Parameters
+    ----------
+    mu, logvar : array
+        Mean and log-variance of the posterior, e.g. of shape ``(B, D)``.
+    prior_mu, prior_logvar : array or float, optional
+        Mean and log-variance of the prior (default ``0.0``: standard normal).
+        Scalars or arrays; all four arguments broadcast together.
+
+    Returns
+    -------
+    array
+        The KL divergence per element, of the broadcast shape, in the floating
+        dtype of the inputs (integer arrays are promoted to the library's
+        default floating dtype), on the inputs' device. Sum over the latent
+        axis for the per-sample KL of a diagonal Gaussian.
+
+    Raises
+    ------
+    TypeError
+        If arrays from different libraries are mixed, or an argument is not a
+        real floating / integer array or a Python number.
+    ValueError
+        If the shapes do not broadcast.
+
+    Notes
+    -----
+    Accuracy: at most ~4 ulps from the exact value for all finite inputs whose
+    KL is finite, including :math:`d \to 0` where :math:`e^{d} - 1 - d` cancels
+    catastrophically in the textbook form (there it is evaluated as a Taylor
+    polynomial), and where :math:`v - w` is not exactly representable (a
+    compensated difference is used). NaN in any input gives NaN. ``logvar =
+    -inf`` or ``+inf`` gives ``+inf``.
+
+    Gradients flow through every argument under torch autograd and JAX.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from vaemath import gaussian_kl
+    >>> mu = np.array([0.0, 1.0, 0.0])
+    >>> logvar = np.array([0.0, 0.0, 1e-9])
+    >>> gaussian_kl(mu, logvar)
+    array([0.00000000e+00, 5.00000000e-01, 2.50000000e-19])
+
+    Against the prior :math:`\mathcal N(0.5, 0.1^2)`:
+
+    >>> float(gaussian_kl(np.array(0.5), np.log(0.01), 0.5, np.log(0.01)))
+    0.0
+    """
+    standard = _is_zero(prior_mu) and _is_zero(prior_logvar)
+    if standard:
+        xp, (mu, logvar) = resolve({"mu": mu, "logvar": logvar})
+        _check_broadcast({"mu": mu, "logvar": logvar})
+        fast = _fast_kernel(xp)
+        if fast is not None:
+            return fast(mu, logvar)
+        half_var_term = _half_expm1mx(logvar, xp.expm1(logvar), xp=xp)
+        return half_var_term + 0.5 * (mu * mu)
+    xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
+        {
+            "mu": mu,
+            "logvar": logvar,
+            "prior_mu": prior_mu,
+            "prior_logvar": prior_logvar,
+        }
+    )
+    _check_broadcast(
+        {"mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
+    )
+    return _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
+
+
+def _kl_diag_diag(
+    mu: Array, logvar: Array, prior_mu: Array, prior_logvar: Array, *, xp: Namespace
+) -> Array:
+    d, d_err = _two_diff(logvar, prior_logvar)
+    e = xp.expm1(d)
+    # h(d + d_err) ~= h(d) + h'(d) d_err with h'(d) = expm1(d) / 2.
+    var_term = _half_expm1mx(d, e, xp=xp) + 0.5 * (e * d_err)
+    diff = mu - prior_mu
+    mean_term = 0.5 * ((diff * diff) * xp.exp(-prior_logvar))
+    return var_term + mean_term
+
+
+def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
+    r"""Elementwise log-density of a Gaussian in log-variance form.
+
+    .. math::
+
+        \log \mathcal N(z; \mu, e^{v})
+        = -\tfrac12\Bigl[\log 2\pi + v + (z - \mu)^2 e^{-v}\Bigr].
+
+    Parameters
+    ----------
+    z : array
+        Points at which to evaluate the density, e.g. ``(B, D)``.
+    mu, logvar : array
+        Mean and log-variance; all three arguments broadcast together.
+
+    Returns
+    -------
+    array
+        ``log N(z; mu, exp(logvar))`` per element, of the broadcast shape and
+        floating dtype of the inputs. Sum over the latent axis for the
+        log-density of a diagonal Gaussian.
+
+    Raises
+    ------
+    TypeError
+        Mixed array libraries or a non-numeric argument.
+    ValueError
+        If the shapes do not broadcast.
+
+    Notes
+    -----
+    :math:`\log 2\pi` is carried in two parts (hi + lo) in the working dtype,
+    so the sum :math:`\log 2\pi + v` is correctly rounded even where it
+    cancels. The remaining error is that of :math:`(z-\mu)^2 e^{-v}` (about
+    2 ulps of that term); the result can only lose digits where that term
+    nearly cancels against :math:`\log 2\pi + v`, a cancellation inherent in
+    the sum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from vaemath import gaussian_log_density
+    >>> round(float(gaussian_log_density(np.array(0.0), 0.0, 0.0)), 6)
+    -0.918939
+    """
+    xp, (z, mu, logvar) = resolve({"z": z, "mu": mu, "logvar": logvar})
+    _check_broadcast({"z": z, "mu": mu, "logvar": logvar})
+    hi, lo = (
+        (_LOG_2PI_HI64, _LOG_2PI_LO64)
+        if _is_wide(logvar.dtype, xp)
+        else (_LOG_2PI_HI32, _LOG_2PI_LO32)
+    )
+    diff = z - mu
+    quad = (diff * diff) * xp.exp(-logvar)
+    return -0.5 * (((logvar + hi) + lo) + quad)
+
+
+def mvn_kl(
+    mu: Array,
+    scale_tril: Array,
+    prior_mu: Array | None = None,
+    prior_scale_tril: Array | None = None,
+) -> Array:
+    r"""KL divergence between full-covariance Gaussians given by Cholesky factors.
+
+    With :math:`\Sigma = L L^\top`, :math:`\Sigma_p = L_p L_p^\top` and
+    :math:`M = L_p^{-1} L` (lower triangular, :math:`M_{ii} = L_{ii}/L_{p,ii}`),
+
+    .. math::
+
+        \mathrm{KL}\bigl(\mathcal N(\mu, \Sigma) \,\|\, \mathcal N(\mu_p, \Sigma_p)\bigr)
+        = \tfrac12\Bigl[\|L_p^{-1}(\mu - \mu_p)\|^2
+          + \sum_{i \ne j} M_{ij}^2
+          + \sum_i \bigl(e^{d_i} - 1 - d_i\bigr)\Bigr],
+        \quad d_i = 2 \log |M_{ii}|,
+
+    which is :math:`\tfrac12[\operatorname{tr}(\Sigma_p^{-1}\Sigma) + \text{Mahalanobis}
+    - D + \log\det\Sigma_p - \log\det\Sigma]` regrouped so that nothing cancels:
+    the diagonal terms use the same accurate :math:`e^d - 1 - d` as
+    :func:`gaussian_kl`, and :math:`d_i` is formed with ``log1p``.
+
+    Parameters
+    ----------
+    mu : array, shape ``(..., D)``
+        Mean of the first Gaussian.
+    scale_tril : array, shape ``(..., D, D)``
+        Lower Cholesky factor :math:`L` of its covariance (the strict upper
+        triangle is ignored; the diagonal must be non-zero).
+    prior_mu : array, shape ``(..., D)``, optional
+        Mean of the second Gaussian; ``None`` (default) means zero.
+    prior_scale_tril : array, shape ``(..., D, D)``, optional
+        Lower Cholesky factor of the second covariance; ``None`` (default)
+        means the identity.
+
+    Returns
+    -------
+    array
+        The KL divergence, of the broadcast batch shape ``(...)``.
+
+    Raises
+    ------
+    ValueError
+        If the trailing dimensions disagree or the batch shapes do not
+        broadcast.
+    TypeError
+        Mixed array libraries or non-floating arguments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from vaemath import mvn_kl
+    >>> L = np.array([[1.0, 0.0], [0.5, 2.0]])
+    >>> round(float(mvn_kl(np.zeros(2), L)), 6)
+    0.931853
+    """
+    xp, (mu, scale_tril, prior_mu, prior_scale_tril) = resolve(
+        {
+            "mu": mu,
+            "scale_tril": scale_tril,
+            "prior_mu": prior_mu,
+            "prior_scale_tril": prior_scale_tril,
+        }
+    )
+    dim = _check_mvn_shapes(mu, scale_tril, prior_mu, prior_scale_tril)
+    lower = xp.tril(scale_tril)
+    diff = mu if prior_mu is None else mu - prior_mu
+    diag = xp.linalg.diagonal(lower)
+    if prior_scale_tril is None:
+        m = lower
+        white = diff
+        ratio_minus_1 = xp.abs(diag) - 1.0
+    else:
+        prior_lower = xp.tril(prior_scale_tril)
+        prior_diag = xp.abs(xp.linalg.diagonal(prior_lower))
+        m = _solve_tril(prior_lower, lower, xp=xp)
+        white = _solve_tril(prior_lower, diff[..., None], xp=xp)[..., 0]
+        ratio_minus_1 = (xp.abs(diag) - prior_diag) / prior_diag
+    d = 2.0 * xp.log1p(ratio_minus_1)
+    diag_terms = xp.sum(_half_expm1mx(d, xp.expm1(d), xp=xp), axis=-1)
+    eye = xp.eye(dim, dtype=m.dtype, device=_device(m))
+    off = m * (1.0 - eye)
+    off_terms = 0.5 * xp.sum(xp.sum(off * off, axis=-1), axis=-1)
+    maha = 0.5 * xp.sum(white * white, axis=-1)
+    return diag_terms + off_terms + maha
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _is_zero(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == 0
+
+
+def _device(x: Array) -> Any:
+    from ._lib._compat import device
+
+    return device(x)
+
+
+def _check_broadcast(arrays: dict[str, Array]) -> None:
+    broadcast_shapes({k: tuple(v.shape) for k, v in arrays.items()})
+
+
+def _check_mvn_shapes(
+    mu: Array, scale_tril: Array, prior_mu: Array | None, prior_scale_tril: Array | None
+) -> int:
+    if mu.ndim < 1:
+        msg = f"`mu` must have shape (..., D), got {tuple(mu.shape)}"
+        raise ValueError(msg)
+    dim = mu.shape[-1]
+    shapes = {"mu": tuple(mu.shape[:-1])}
+    for name, m in (("scale_tril", scale_tril), ("prior_scale_tril", prior_scale_tril)):
+        if m is None:
+            continue
+        if m.ndim < 2 or m.shape[-1] != dim or m.shape[-2] != dim:
+            msg = (
+                f"`{name}` must have shape (..., D, D) with D = {dim} from `mu`, "
+                f"got {tuple(m.shape)}"
+            )
+            raise ValueError(msg)
+        shapes[name] = tuple(m.shape[:-2])
+    if prior_mu is not None:
+        if prior_mu.ndim < 1 or prior_mu.shape[-1] != dim:
+            msg = (
+                f"`prior_mu` must have shape (..., D) with D = {dim} from `mu`, "
+                f"got {tuple(prior_mu.shape)}"
+            )
+            raise ValueError(msg)
+        shapes["prior_mu"] = tuple(prior_mu.shape[:-1])
+    broadcast_shapes(shapes)
+    return int(dim)
+
+
+def _solve_tril(lower: Array, rhs: Array, *, xp: Namespace) -> Array:
+    """Solve ``lower @ x = rhs`` for lower-triangular ``lower``, batched.
+
+    Uses the library's native triangular solver where one exists (torch,
+    JAX, SciPy for NumPy); otherwise a vectorised forward substitution made of
+    standard Array-API calls only.
+    """
+    batch = broadcast_shapes(
+        {"prior_scale_tril": tuple(lower.shape[:-2]), "rhs": tuple(rhs.shape[:-2])}
+    )
+    lower = xp.broadcast_to(lower, (*batch, *lower.shape[-2:]))
+    rhs = xp.broadcast_to(rhs, (*batch, *rhs.shape[-2:]))
+    if is_torch_namespace(xp):
+        import torch
+
+        return torch.linalg.solve_triangular(lower, rhs, upper=False)
+    if is_jax_namespace(xp):
+        import jax.scipy.linalg as jsl
+
+        return jsl.solve_triangular(lower, rhs, lower=True)
+    if is_numpy_namespace(xp):
+        try:
+            from scipy.linalg import solve_triangular
+        except ImportError:  # pragma: no cover - scipy is optional
+            pass
+        else:
+            return xp.asarray(solve_triangular(lower, rhs, lower=True))
+    return _forward_substitution(lower, rhs, xp=xp)
+
+
+def _forward_substitution(lower: Array, rhs: Array, *, xp: Namespace) -> Array:
+    rows = []
+    n = lower.shape[-1]
+    for i in range(n):
+        acc = rhs[..., i, :]
+        for j, row in enumerate(rows):
+            acc = acc - lower[..., i, j : j + 1] * row
+        rows.append(acc / lower[..., i, i : i + 1])
+    return xp.stack(rows, axis=-2)
+
+
+def _fast_kernel(xp: Namespace) -> Any:
+    """Library-specific eager kernel for the standard-prior KL, or None."""
+    return None

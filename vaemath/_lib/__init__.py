@@ -1,0 +1,1 @@
+"""Private helpers shared by vaemath's modules (not public API)."""

@@ -1,0 +1,209 @@
+"""Array-API plumbing used at every public boundary of vaemath.
+
+The public functions call :func:`resolve` once: it finds the array namespace of
+the array arguments (raising a clear ``TypeError`` when two libraries are mixed),
+picks the floating dtype of the result, promotes integer arrays to it, and turns
+Python scalars into 0-d arrays of that dtype on the inputs' device. Arrays that
+are already of the right dtype are passed through untouched: ``xp.asarray`` is
+never called on an input array (on torch it would drop ``requires_grad``,
+pytorch/pytorch#170819).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from ._compat import array_namespace, device, is_array_api_obj
+
+Array = Any
+"""Any Array-API-compatible array (NumPy, PyTorch, JAX, array-api-strict, ...)."""
+
+Namespace = ModuleType
+
+__all__ = [
+    "Array",
+    "Namespace",
+    "broadcast_shapes",
+    "check_choice",
+    "logsumexp",
+    "resolve",
+]
+
+
+def _library_name(x: object) -> str:
+    module = type(x).__module__.split(".")[0]
+    return {"jaxlib": "jax", "builtins": "python"}.get(module, module)
+
+
+def _namespace(args: dict[str, object]) -> Namespace:
+    """Array namespace of the array-valued entries of ``args``."""
+    arrays = {k: v for k, v in args.items() if v is not None and not _is_scalar(v)}
+    for name, value in arrays.items():
+        if not is_array_api_obj(value):
+            msg = (
+                f"`{name}` must be an array or a Python float, "
+                f"got an object of type {type(value).__name__}"
+            )
+            raise TypeError(msg)
+    if not arrays:
+        # Only Python scalars: compute with NumPy in float64.
+        return array_namespace(_numpy_zero())
+    try:
+        return array_namespace(*arrays.values())
+    except TypeError as exc:
+        libraries: dict[str, list[str]] = {}
+        for name, value in arrays.items():
+            libraries.setdefault(_library_name(value), []).append(f"`{name}`")
+        detail = "; ".join(f"{lib}: {', '.join(n)}" for lib, n in libraries.items())
+        msg = (
+            "all array arguments must come from one array library, got a mix "
+            f"of {' and '.join(sorted(libraries))} ({detail})"
+        )
+        raise TypeError(msg) from exc
+
+
+def _numpy_zero() -> Array:
+    import numpy as np
+
+    return np.zeros((), dtype=np.float64)
+
+
+def _is_scalar(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _default_float(xp: Namespace, dev: object) -> Any:
+    try:
+        info = xp.__array_namespace_info__()
+        return info.default_dtypes(device=dev)["real floating"]
+    except (AttributeError, TypeError, KeyError):  # pragma: no cover - old libs
+        return xp.float64
+
+
+def resolve(
+    args: dict[str, object],
+) -> tuple[Namespace, list[Array]]:
+    """Resolve namespace, dtype and device once, and convert the arguments.
+
+    Parameters
+    ----------
+    args : dict
+        Argument name -> value, in call order. Values may be arrays, Python
+        ``int``/``float`` scalars, or ``None`` (passed through as ``None``).
+
+    Returns
+    -------
+    xp : module
+        The array namespace (array-api-compat wrapped where needed).
+    values : list
+        The arguments in the same order: arrays of one real floating dtype,
+        Python scalars converted to 0-d arrays of that dtype on the common
+        device, ``None`` kept.
+
+    Raises
+    ------
+    TypeError
+        Mixed array libraries, or a boolean / complex / non-numeric argument.
+    """
+    xp = _namespace(args)
+    float_dtypes = []
+    has_integer = False
+    dev = None
+    for name, value in args.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not (
+            _is_scalar(value) or is_array_api_obj(value)
+        ):
+            msg = (
+                f"`{name}` must be a real floating array or a Python float, "
+                f"got {type(value).__name__}"
+            )
+            raise TypeError(msg)
+        if _is_scalar(value):
+            continue
+        dtype = value.dtype  # type: ignore[attr-defined]
+        if dev is None:
+            dev = device(value)
+        if xp.isdtype(dtype, "real floating"):
+            float_dtypes.append(dtype)
+        elif xp.isdtype(dtype, "integral"):
+            has_integer = True
+        else:
+            msg = (
+                f"`{name}` must have a real floating (or integer) dtype, "
+                f"got {dtype}"
+            )
+            raise TypeError(msg)
+    if float_dtypes:
+        dtype = float_dtypes[0]
+        for other in float_dtypes[1:]:
+            if other != dtype:
+                dtype = xp.result_type(dtype, other)
+    else:
+        dtype = _default_float(xp, dev) if has_integer else xp.float64
+    out: list[Array] = []
+    for value in args.values():
+        if value is None:
+            out.append(None)
+        elif _is_scalar(value):
+            out.append(xp.asarray(float(value), dtype=dtype, device=dev))  # type: ignore[arg-type]
+        elif value.dtype != dtype:  # type: ignore[attr-defined]
+            out.append(xp.astype(value, dtype))
+        else:
+            out.append(value)
+    return xp, out
+
+
+def broadcast_shapes(shapes: dict[str, tuple[int | None, ...]]) -> tuple[int | None, ...]:
+    """Broadcast shapes by the Array-API rules, naming the culprits on failure."""
+    ndim = max((len(s) for s in shapes.values()), default=0)
+    result: list[int | None] = []
+    for axis in range(-ndim, 0):
+        size: int | None = 1
+        for shape in shapes.values():
+            if -axis > len(shape):
+                continue
+            n = shape[axis]
+            if n == 1 or n == size:
+                continue
+            if size == 1:
+                size = n
+            elif n is None or size is None:
+                size = None
+            else:
+                described = ", ".join(
+                    f"`{k}` {tuple(s)}" for k, s in shapes.items()
+                )
+                msg = f"shapes do not broadcast together: {described}"
+                raise ValueError(msg)
+        result.append(size)
+    return tuple(result)
+
+
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
+    """Check a string option against its allowed values."""
+    if not isinstance(value, str) or value not in allowed:
+        listed = ", ".join(repr(a) for a in allowed)
+        msg = f"`{name}` must be one of {listed}, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def logsumexp(x: Array, /, *, axis: int, xp: Namespace) -> Array:
+    """Max-shifted ``log(sum(exp(x), axis))``, stable for any finite input.
+
+    A slice whose entries are all ``-inf`` gives ``-inf``; NaN propagates.
+    """
+    m = xp.max(x, axis=axis, keepdims=True)
+    # A row of -inf (or +inf) would give inf - inf = nan: shift by 0 there.
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    # The shift carries no gradient information (it cancels exactly).
+    s = xp.sum(xp.exp(x - m), axis=axis)
+    return xp.log(s) + xp.squeeze(m, axis=axis)
+
+
+LOG_2PI = math.log(2.0 * math.pi)
