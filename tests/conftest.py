@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vaemath._lib._compat import array_namespace, device
+from vaemath._lib._compat import array_namespace
 
 
 class Backend(enum.Enum):
@@ -92,43 +92,3 @@ def asarray(xp: ModuleType, xp_device: Any):
         return xp.asarray(a, dtype=target, device=xp_device)
 
     return convert
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """Bring any backend's array to NumPy (for reference comparisons)."""
-    xp = array_namespace(x)
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
-    if xp.__name__.startswith("array_api_strict"):
-        return np.asarray(xp.asarray(x, device=xp.Device("CPU_DEVICE")))
-    return np.asarray(x)
-
-
-def assert_close(
-    actual: Any,
-    expected: Any,
-    *,
-    xp: ModuleType,
-    dtype: Any = None,
-    shape: tuple[int, ...] | None = None,
-    rtol: float | None = None,
-    atol: float = 0.0,
-    err_msg: str = "",
-) -> None:
-    """Check namespace, dtype, shape and device of ``actual``, then its values.
-
-    ``expected`` is NumPy (float64 reference). Default ``rtol`` is
-    ``4 * sqrt(eps)`` of the actual dtype.
-    """
-    got_xp = array_namespace(actual)
-    assert got_xp.__name__ == xp.__name__, f"namespace {got_xp.__name__} != {xp.__name__}"
-    if dtype is not None:
-        assert actual.dtype == dtype, f"dtype {actual.dtype} != {dtype}"
-    if shape is not None:
-        assert tuple(actual.shape) == tuple(shape), f"shape {tuple(actual.shape)} != {shape}"
-    _ = device(actual)
-    a = to_numpy(actual).astype(np.float64)
-    if rtol is None:
-        rtol = 4 * float(np.sqrt(np.finfo(to_numpy(actual).dtype).eps))
-    np.testing.assert_allclose(a, np.asarray(expected, dtype=np.float64), rtol=rtol, atol=atol,
-                               err_msg=err_msg)

@@ -26,6 +26,7 @@ __all__ = ["gaussian_kl", "gaussian_log_density", "mvn_kl"]
 
 # -- the variance term h(d) = (e^d - 1 - d) / 2 --------------------------------
 
+
 # Taylor coefficients of h(d) / d^2 = sum_j d^j / (2 (j + 2)!), and the switch
 # point |d| < T between the polynomial and the expm1 form, per dtype family.
 # (T, degree) were chosen by scanning max ulp error against mpmath: below

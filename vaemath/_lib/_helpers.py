@@ -115,9 +115,7 @@ def resolve(
     for name, value in args.items():
         if value is None:
             continue
-        if isinstance(value, bool) or not (
-            _is_scalar(value) or is_array_api_obj(value)
-        ):
+        if isinstance(value, bool) or not (_is_scalar(value) or is_array_api_obj(value)):
             msg = (
                 f"`{name}` must be a real floating array or a Python float, "
                 f"got {type(value).__name__}"
@@ -133,10 +131,7 @@ def resolve(
         elif xp.isdtype(dtype, "integral"):
             has_integer = True
         else:
-            msg = (
-                f"`{name}` must have a real floating (or integer) dtype, "
-                f"got {dtype}"
-            )
+            msg = f"`{name}` must have a real floating (or integer) dtype, got {dtype}"
             raise TypeError(msg)
     if float_dtypes:
         dtype = float_dtypes[0]
@@ -168,16 +163,14 @@ def broadcast_shapes(shapes: dict[str, tuple[int | None, ...]]) -> tuple[int | N
             if -axis > len(shape):
                 continue
             n = shape[axis]
-            if n == 1 or n == size:
+            if n in (1, size):
                 continue
             if size == 1:
                 size = n
             elif n is None or size is None:
                 size = None
             else:
-                described = ", ".join(
-                    f"`{k}` {tuple(s)}" for k, s in shapes.items()
-                )
+                described = ", ".join(f"`{k}` {tuple(s)}" for k, s in shapes.items())
                 msg = f"shapes do not broadcast together: {described}"
                 raise ValueError(msg)
         result.append(size)
