@@ -19,7 +19,7 @@ from typing import Any
 
 from ._gaussian_fast import SWITCH, fast_kernel, poly_coefficients
 from ._lib._compat import is_jax_namespace, is_numpy_namespace, is_torch_namespace
-from ._lib._helpers import Array, Namespace, broadcast_shapes, resolve
+from ._lib._helpers import Array, Namespace, broadcast_shapes, quiet, resolve
 
 __all__ = ["gaussian_kl", "gaussian_log_density", "mvn_kl"]
 
@@ -144,8 +144,9 @@ def gaussian_kl(
             out = fast(mu, logvar)
             if out is not None:
                 return out
-        half_var_term = _half_expm1mx(logvar, xp.expm1(logvar), xp=xp)
-        return half_var_term + 0.5 * (mu * mu)
+        with quiet(xp):
+            half_var_term = _half_expm1mx(logvar, xp.expm1(logvar), xp=xp)
+            return half_var_term + 0.5 * (mu * mu)
     xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
         {
             "mu": mu,
@@ -157,7 +158,8 @@ def gaussian_kl(
     _check_broadcast(
         {"mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
     )
-    return _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
+    with quiet(xp):
+        return _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
 
 
 def _kl_diag_diag(
@@ -225,9 +227,10 @@ def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
         if _is_wide(logvar.dtype, xp)
         else (_LOG_2PI_HI32, _LOG_2PI_LO32)
     )
-    diff = z - mu
-    quad = (diff * diff) * xp.exp(-logvar)
-    return -0.5 * (((logvar + hi) + lo) + quad)
+    with quiet(xp):
+        diff = z - mu
+        quad = (diff * diff) * xp.exp(-logvar)
+        return -0.5 * (((logvar + hi) + lo) + quad)
 
 
 def mvn_kl(
@@ -297,6 +300,19 @@ def mvn_kl(
         }
     )
     dim = _check_mvn_shapes(mu, scale_tril, prior_mu, prior_scale_tril)
+    with quiet(xp):
+        return _kl_tril_tril(mu, scale_tril, prior_mu, prior_scale_tril, dim=dim, xp=xp)
+
+
+def _kl_tril_tril(
+    mu: Array,
+    scale_tril: Array,
+    prior_mu: Array | None,
+    prior_scale_tril: Array | None,
+    *,
+    dim: int,
+    xp: Namespace,
+) -> Array:
     lower = xp.tril(scale_tril)
     diff = mu if prior_mu is None else mu - prior_mu
     diag = xp.linalg.diagonal(lower)
