@@ -51,8 +51,7 @@ def _half_expm1mx(d: Array, e: Array, *, xp: Namespace) -> Array:
         p = p * d + c
     poly = (d * d) * p
     # minimum() keeps d = +inf from giving inf - inf (the KL is +inf there).
-    big = xp.asarray(xp.finfo(d.dtype).max, dtype=d.dtype, device=_device(d))
-    direct = 0.5 * (e - xp.minimum(d, big))
+    direct = 0.5 * (e - xp.clip(d, max=float(xp.finfo(d.dtype).max)))
     return xp.where(xp.abs(d) < SWITCH, poly, direct)
 
 
