@@ -38,6 +38,7 @@ __all__ = [
     "logsumexp",
     "quiet",
     "resolve",
+    "working_dtype",
 ]
 
 
@@ -224,6 +225,24 @@ def resolve(
         else:
             out.append(value)
     return xp, out
+
+
+def working_dtype(xp: Namespace, dtype: Any) -> Any:
+    """The dtype to compute in for inputs of ``dtype``.
+
+    * float16 / bfloat16 (torch, JAX): float32, rounded back once at the end
+      (their own ``exp``/``expm1`` would leave a few ulps and overflow early);
+    * NumPy (and the NumPy-backed array-api-strict) float32: float64,
+      because NumPy's SIMD float32 ``exp`` is only accurate to ~1-2 ulps,
+      which the KL formulas amplify, while float64 costs NumPy little more;
+    * everything else: itself.
+    """
+    name = str(dtype).rsplit(".", 1)[-1]
+    if name in ("float16", "bfloat16"):
+        return xp.float32
+    if (is_numpy_namespace(xp) or is_array_api_strict_namespace(xp)) and dtype == xp.float32:
+        return xp.float64
+    return dtype
 
 
 def quiet(xp: Namespace) -> contextlib.AbstractContextManager[object]:
