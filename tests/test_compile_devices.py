@@ -82,3 +82,46 @@ class TestDevices:
         mu, logvar = (t.cuda() for t in _inputs())
         assert gaussian_kl(mu, logvar, 0.5, 0.1).device.type == "cuda"
         assert gaussian_kl(mu, logvar).device.type == "cuda"
+
+
+class TestJaxJit:
+    @pytest.fixture
+    def jax(self):
+        jax = pytest.importorskip("jax")
+        jax.config.update("jax_enable_x64", True)
+        return jax
+
+    @pytest.mark.parametrize(
+        "fn",
+        [
+            pytest.param(lambda m, v: gaussian_kl(m, v).sum(), id="gaussian_kl standard"),
+            pytest.param(
+                lambda m, v: gaussian_kl(m, v, 0.5, v * 0.3).sum(), id="gaussian_kl prior"
+            ),
+            pytest.param(lambda m, v: gaussian_log_density(m, 0.1, v).sum(), id="log_density"),
+        ],
+    )
+    def test_jit_and_grad_match_numpy(self, jax, fn):
+        rng = np.random.default_rng(0)
+        mu, logvar = rng.normal(size=(2, 6, 4))
+        jnp = jax.numpy
+        jitted = jax.jit(fn)(jnp.asarray(mu), jnp.asarray(logvar))
+        np.testing.assert_allclose(float(jitted), float(fn(mu, logvar)), rtol=1e-13)
+        g_mu, g_lv = jax.grad(fn, argnums=(0, 1))(jnp.asarray(mu), jnp.asarray(logvar))
+        # central finite differences of the NumPy evaluation
+        eps = 1e-6
+        for grad, which in ((g_mu, 0), (g_lv, 1)):
+            for idx in [(0, 0), (3, 2), (5, 3)]:
+                args_p = [mu.copy(), logvar.copy()]
+                args_m = [mu.copy(), logvar.copy()]
+                args_p[which][idx] += eps
+                args_m[which][idx] -= eps
+                fd = (float(fn(*args_p)) - float(fn(*args_m))) / (2 * eps)
+                np.testing.assert_allclose(float(grad[idx]), fd, rtol=1e-6, atol=1e-8)
+
+    def test_mvn_kl_jit(self, jax):
+        jnp = jax.numpy
+        scale = jnp.eye(3) * 2.0 + jnp.tril(jnp.ones((3, 3)), -1) * 0.1
+        out = jax.jit(mvn_kl)(jnp.zeros(3), scale, jnp.ones(3), scale * 1.1)
+        ref = mvn_kl(np.zeros(3), np.asarray(scale), np.ones(3), np.asarray(scale) * 1.1)
+        np.testing.assert_allclose(float(out), float(ref), rtol=1e-12)
