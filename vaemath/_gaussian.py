@@ -173,7 +173,7 @@ def gaussian_kl(
             mu, logvar = xp.astype(mu, work), xp.astype(logvar, work)
         with quiet(xp):
             half_var_term, _, scale = _half_expm1mx(logvar, xp=xp)
-            out = half_var_term * scale + 0.5 * (mu * mu)
+            out = half_var_term * scale + mu * (0.5 * mu)
             return out if work == dtype else xp.astype(out, dtype)
     xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
         {
@@ -214,9 +214,9 @@ def _kl_diag_diag(
     diff, diff_err = _two_diff(mu, prior_mu, xp=xp)
     inv_sd = xp.exp(-0.5 * prior_logvar)
     t = _scale(diff, inv_sd, xp=xp)
-    tt = t * t
-    corrected = tt + 2.0 * (t * _scale(diff_err, inv_sd, xp=xp))
-    mean_term = 0.5 * xp.where(xp.isinf(tt), tt, corrected)
+    half_tt = t * (0.5 * t)  # halved before the product: no spurious overflow
+    corrected = half_tt + t * _scale(diff_err, inv_sd, xp=xp)
+    mean_term = xp.where(xp.isinf(half_tt), half_tt, corrected)
     return var_term + mean_term
 
 
@@ -279,7 +279,7 @@ def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
     with quiet(xp):
         # Scaled before squaring: no 0 * inf, no underflow of (z - mu)^2.
         scaled = _scale(z - mu, xp.exp(-0.5 * logvar), xp=xp)
-        out = -0.5 * (((logvar + hi) + lo) + scaled * scaled)
+        out = -(0.5 * ((logvar + hi) + lo) + scaled * (0.5 * scaled))
         return out if work == dtype else xp.astype(out, dtype)
 
 
