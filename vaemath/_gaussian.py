@@ -151,7 +151,7 @@ def gaussian_kl(
     >>> mu = np.array([0.0, 1.0, 0.0])
     >>> logvar = np.array([0.0, 0.0, 1e-9])
     >>> gaussian_kl(mu, logvar)
-    array([0.00000000e+00, 5.00000000e-01, 2.50000000e-19])
+    array([0.0e+00, 5.0e-01, 2.5e-19])
 
     Against the prior :math:`\mathcal N(0.5, 0.1^2)`:
 
