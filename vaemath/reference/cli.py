@@ -99,7 +99,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="continue the run in --out (options given must match the saved ones; "
         "--epochs may grow); starts afresh if --out holds no run yet",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1: small matrices, and more threads slow down badly on a shared CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -466,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = list(DEMO_ARGS)
     try:
         args = build_parser().parse_args(argv)
-        threads = args.threads if args.threads is not None else min(2, os.cpu_count() or 1)
+        threads = args.threads if args.threads is not None else 1
         if threads < 1:
             msg = f"--threads must be >= 1, got {threads}"
             raise UsageError(msg)

@@ -42,21 +42,31 @@ def _examples(dataset: Dataset, count: int) -> np.ndarray:
     return np.linspace(0, len(dataset) - 1, count).round().astype(np.int64)
 
 
+def _mosaic(tiles: np.ndarray, pad: int = 1) -> np.ndarray:
+    """``(R, C, H, W)`` tiles -> one ``(R*(H+pad)+pad, C*(W+pad)+pad)`` image, grey gaps."""
+    rows, cols, h, w = tiles.shape
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), 0.5, dtype=np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            top, left = pad + r * (h + pad), pad + c * (w + pad)
+            out[top : top + h, left : left + w] = tiles[r, c]
+    return out
+
+
 @torch.no_grad()
-def plot_reconstructions(model: VAE, dataset: Dataset, path: Path, *, count: int = 10) -> None:
+def plot_reconstructions(model: VAE, dataset: Dataset, path: Path, *, count: int = 12) -> None:
     """Top row: data; bottom row: the decoder's mean at the posterior mean."""
     model.eval()
     index = _examples(dataset, count)
     x = torch.from_numpy(dataset.images[index])
     mu, _ = model.encode(x)
     recon = torch.sigmoid(model.decode(mu)).numpy()
-    fig, axes = plt.subplots(2, count, figsize=(1.1 * count, 2.5))
-    for i in range(count):
-        for row, image in enumerate((dataset.images[index[i]], recon[i])):
-            axes[row, i].imshow(image, cmap="gray", vmin=0, vmax=1)
-            axes[row, i].set_axis_off()
-    axes[0, 0].set_title("data", fontsize=8, loc="left")
-    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
+    mosaic = _mosaic(np.stack([dataset.images[index], recon]))
+    fig, ax = plt.subplots(figsize=(0.8 * count, 1.9))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    h = dataset.image_shape[0] + 1
+    ax.set_yticks([h / 2, 1.5 * h], ["data", "reconstruction"], fontsize=8)
+    ax.set_xticks([])
     _save(fig, path)
 
 
@@ -78,21 +88,22 @@ def plot_traversals(
     base, _ = model.encode(x)
     order = np.argsort(-np.asarray(kl_per_unit))
     values = prior_mu + prior_scale * np.linspace(-2.5, 2.5, steps)
-    dims = base.shape[1]
-    fig, axes = plt.subplots(dims, steps, figsize=(0.9 * steps + 1.2, 0.9 * dims), squeeze=False)
-    for row, j in enumerate(order):
+    rows = []
+    for j in order:
         z = base.repeat(steps, 1)
         z[:, j] = torch.as_tensor(values, dtype=z.dtype)
-        images = torch.sigmoid(model.decode(z)).numpy()
-        for c in range(steps):
-            axes[row, c].imshow(images[c], cmap="gray", vmin=0, vmax=1)
-            axes[row, c].set_xticks([])
-            axes[row, c].set_yticks([])
-        axes[row, 0].set_ylabel(f"z{j}\nKL {kl_per_unit[j]:.2f}", fontsize=7, rotation=0, ha="right")
-    fig.suptitle(
-        f"latent traversals, {values[0]:.2f} .. {values[-1]:.2f} (prior mean +- 2.5 sd)",
-        fontsize=9,
+        rows.append(torch.sigmoid(model.decode(z)).numpy())
+    dims = len(rows)
+    fig, ax = plt.subplots(figsize=(0.7 * steps + 1.2, 0.7 * dims + 0.5))
+    ax.imshow(_mosaic(np.stack(rows)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    h = dataset.image_shape[0] + 1
+    ax.set_yticks(
+        [h * (r + 0.5) for r in range(dims)],
+        [f"z{j}  KL {kl_per_unit[j]:.2f}" for j in order],
+        fontsize=7,
     )
+    ax.set_xticks([h * (c + 0.5) for c in range(steps)], [f"{v:.2g}" for v in values], fontsize=7)
+    ax.set_title("latent traversals (rows sorted by KL, prior mean +- 2.5 sd)", fontsize=9)
     _save(fig, path)
 
 

@@ -227,7 +227,7 @@ def train(
                 weight = x.shape[0] / n
                 for key in TERMS:
                     sums[key] += float(terms[key].detach()) * weight
-                bar.update(1, f"loss={float(terms["loss"].detach()):.1f}")
+                bar.update(1, f"loss={float(terms['loss'].detach()):.1f}")
             bar.close()
             row = {"epoch": epoch + 1, "seconds": time.perf_counter() - started, **sums}
             history.append(row)
