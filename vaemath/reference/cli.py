@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import platform
 import sys
 import tempfile
@@ -99,7 +98,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="continue the run in --out (options given must match the saved ones; "
         "--epochs may grow); starts afresh if --out holds no run yet",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1: small matrices, and more threads slow down badly on a shared CPU)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default 1: the matrices are small, and more threads "
+        "slow down badly on a busy CPU)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -160,12 +165,18 @@ def _flat(config: TrainConfig) -> dict[str, Any]:
 def validate(config: TrainConfig) -> None:
     """Raise UsageError naming the first bad setting."""
     checks = [
-        (config.objective in OBJECTIVES, f"unknown objective {config.objective!r}"
-         f" (choose from {', '.join(OBJECTIVES)})"),
-        (config.dataset in DATASETS, f"unknown dataset {config.dataset!r}"
-         f" (choose from {', '.join(DATASETS)})"),
-        (config.method in METHODS, f"unknown method {config.method!r}"
-         f" (choose from {', '.join(METHODS)})"),
+        (
+            config.objective in OBJECTIVES,
+            f"unknown objective {config.objective!r} (choose from {', '.join(OBJECTIVES)})",
+        ),
+        (
+            config.dataset in DATASETS,
+            f"unknown dataset {config.dataset!r} (choose from {', '.join(DATASETS)})",
+        ),
+        (
+            config.method in METHODS,
+            f"unknown method {config.method!r} (choose from {', '.join(METHODS)})",
+        ),
         (config.epochs >= 1, f"--epochs must be >= 1, got {config.epochs}"),
         (config.batch_size >= 2, f"--batch-size must be >= 2, got {config.batch_size}"),
         (config.latent_dim >= 1, f"--latent-dim must be >= 1, got {config.latent_dim}"),
@@ -214,7 +225,9 @@ def _saved_config(run_dir: Path) -> TrainConfig | None:
         raise UsageError(msg) from None
 
 
-def plan_run(run_dir: Path, config: TrainConfig, given: dict[str, Any], resume: bool) -> TrainConfig:
+def plan_run(
+    run_dir: Path, config: TrainConfig, given: dict[str, Any], resume: bool
+) -> TrainConfig:
     """The config to train in ``run_dir``: checks resume compatibility; writes nothing."""
     saved = _saved_config(run_dir)
     if saved is None:
@@ -359,7 +372,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model, history, data = train(config, run_dir, resume=args.resume, progress=not args.quiet)
     record = _finish(model, history, data, config, run_dir, progress=not args.quiet)
-    _print_summary(f"{PROG} train -> {run_dir}", {config.objective: record}, time.perf_counter() - started)
+    _print_summary(
+        f"{PROG} train -> {run_dir}", {config.objective: record}, time.perf_counter() - started
+    )
     return 0
 
 

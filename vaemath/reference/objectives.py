@@ -75,11 +75,11 @@ def rbf_bandwidth(weights: Weights, latent_dim: int, prior_scale: float) -> floa
 def loss_terms(
     objective: str,
     x: torch.Tensor,
+    *,
     logits: torch.Tensor,
     z: torch.Tensor,
     mu: torch.Tensor,
     logvar: torch.Tensor,
-    *,
     prior_mu: float,
     prior_scale: float,
     weights: Weights,
@@ -124,12 +124,7 @@ def loss_terms(
     elif objective == "beta":
         loss = recon + weights.beta * kl
     elif objective == "betatc":
-        loss = (
-            recon
-            + weights.tc_alpha * mi
-            + weights.tc_beta * tc
-            + weights.tc_gamma * dimkl
-        )
+        loss = recon + weights.tc_alpha * mi + weights.tc_beta * tc + weights.tc_gamma * dimkl
     elif objective == "infovae":
         loss = (
             recon

@@ -199,7 +199,9 @@ def train(
             sums = dict.fromkeys(TERMS, 0.0)
             order = _epoch_order(config, epoch, n)
             bar = ProgressBar(
-                batches, f"{config.objective:>7} epoch {epoch + 1}/{config.epochs}", enabled=progress
+                batches,
+                f"{config.objective:>7} epoch {epoch + 1}/{config.epochs}",
+                enabled=progress,
             )
             for b in range(batches):
                 if flag["stop"]:
@@ -211,10 +213,10 @@ def train(
                 terms = loss_terms(
                     config.objective,
                     x,
-                    model.decode(z),
-                    z,
-                    mu,
-                    logvar,
+                    logits=model.decode(z),
+                    z=z,
+                    mu=mu,
+                    logvar=logvar,
                     prior_mu=config.prior_mu,
                     prior_scale=config.prior_scale,
                     weights=config.weights,
