@@ -49,8 +49,8 @@ class TrainConfig:
     dataset: str = "shapes"
     epochs: int = 30
     seed: int = 0
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 64
+    lr: float = 2e-3
     latent_dim: int = 8
     hidden: int = 256
     prior_mu: float = 0.0
