@@ -27,7 +27,7 @@ import torch
 from .data import DATASETS, Dataset, load_dataset
 from .metrics import evaluate
 from .model import VAE
-from .objectives import METHODS, OBJECTIVES, Weights
+from .objectives import METHODS, OBJECTIVES, Weights, rbf_bandwidth
 from .plots import plot_comparison, plot_curves, plot_reconstructions, plot_traversals
 from .training import (
     CHECKPOINT,
@@ -61,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
 # option name -> (TrainConfig / Weights field, type, help)
 _CONFIG_OPTIONS: dict[str, tuple[str, type, str]] = {
     "--dataset": ("dataset", str, f"built-in dataset: {', '.join(DATASETS)} (default shapes)"),
-    "--epochs": ("epochs", int, "training epochs (default 30)"),
+    "--epochs": ("epochs", int, "training epochs (default 80)"),
     "--seed": ("seed", int, "seed of initialisation, data order and sampling (default 0)"),
     "--batch-size": ("batch_size", int, "minibatch size (default 64)"),
     "--lr": ("lr", float, "Adam learning rate (default 2e-3)"),
@@ -274,6 +274,7 @@ def _finish(
         prior_mu=config.prior_mu,
         prior_scale=config.prior_scale,
         seed=config.seed,
+        bandwidth=rbf_bandwidth(config.weights, config.latent_dim, config.prior_scale),
         progress=progress,
     )
     record = {

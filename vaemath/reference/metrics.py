@@ -138,6 +138,7 @@ def evaluate(
     prior_mu: float,
     prior_scale: float,
     seed: int = 0,
+    bandwidth: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Full-dataset metrics of a trained model (nats per example unless noted).
@@ -145,6 +146,10 @@ def evaluate(
     ``elbo``/``recon``/``kl`` use one posterior sample per image; ``mi``/``tc``/
     ``dimkl`` are the exact full-dataset decomposition of the aggregate posterior
     by :func:`vaemath.dataset_decomposition` (NaN when this vaemath lacks it);
+    ``mmd2`` is the MMD² between the sampled codes and the prior from
+    :func:`vaemath.mmd2_gaussian_prior` (sample-free in the prior) and
+    ``mmd2_sampled`` the same with as many prior draws, from :func:`vaemath.mmd2`
+    (RBF length scale ``bandwidth``, default ``sqrt(D) * prior_scale``);
     ``active_units`` and ``mig`` (on the posterior means) as defined above.
     """
     model.eval()
@@ -172,6 +177,16 @@ def evaluate(
             mi = float(parts.mutual_information)
             tc = float(parts.total_correlation)
             dimkl = float(parts.dimensionwise_kl)
+        length = math.sqrt(mu.shape[1]) * prior_scale if bandwidth is None else bandwidth
+        mmd_prior = vaemath_function("mmd2_gaussian_prior", required=False)
+        mmd2 = math.nan
+        if mmd_prior is not None:
+            mmd2 = float(mmd_prior(z, prior_mu, prior_logvar, bandwidth=length))
+        mmd_two_sample = vaemath_function("mmd2", required=False)
+        mmd2_sampled = math.nan
+        if mmd_two_sample is not None:
+            prior_draws = prior_mu + prior_scale * torch.randn_like(z)
+            mmd2_sampled = float(mmd_two_sample(z, prior_draws, kernel="rbf", bandwidth=length))
     mu_np = mu.numpy()
     mig = mutual_information_gap(mu_np, dataset.factors)
     return {
@@ -182,6 +197,8 @@ def evaluate(
         "mi": mi,
         "tc": tc,
         "dimkl": dimkl,
+        "mmd2": mmd2,
+        "mmd2_sampled": mmd2_sampled,
         "active_units": active_units(mu_np),
         "mig": mig["mig"],
         "mig_per_factor": dict(zip(dataset.factor_names, mig["per_factor"], strict=True)),

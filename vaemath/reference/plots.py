@@ -7,11 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -33,9 +28,19 @@ TERM_TITLES = {
 }
 
 
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _examples(dataset: Dataset, count: int) -> np.ndarray:
@@ -62,7 +67,7 @@ def plot_reconstructions(model: VAE, dataset: Dataset, path: Path, *, count: int
     mu, _ = model.encode(x)
     recon = torch.sigmoid(model.decode(mu)).numpy()
     mosaic = _mosaic(np.stack([dataset.images[index], recon]))
-    fig, ax = plt.subplots(figsize=(0.8 * count, 1.9))
+    fig, ax = _pyplot().subplots(figsize=(0.8 * count, 1.9))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     h = dataset.image_shape[0] + 1
     ax.set_yticks([h / 2, 1.5 * h], ["data", "reconstruction"], fontsize=8)
@@ -94,7 +99,7 @@ def plot_traversals(
         z[:, j] = torch.as_tensor(values, dtype=z.dtype)
         rows.append(torch.sigmoid(model.decode(z)).numpy())
     dims = len(rows)
-    fig, ax = plt.subplots(figsize=(0.7 * steps + 1.2, 0.7 * dims + 0.5))
+    fig, ax = _pyplot().subplots(figsize=(0.7 * steps + 1.2, 0.7 * dims + 0.5))
     ax.imshow(_mosaic(np.stack(rows)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     h = dataset.image_shape[0] + 1
     ax.set_yticks(
@@ -112,7 +117,7 @@ def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> N
     epochs = [row["epoch"] for row in history]
     cols = 4
     rows = math.ceil(len(TERMS) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
     for ax, term in zip(axes.flat, TERMS, strict=False):
         ax.plot(epochs, [row[term] for row in history], marker=".", lw=1)
         ax.set_title(TERM_TITLES[term], fontsize=8)
@@ -141,8 +146,8 @@ def plot_comparison(results: dict[str, dict[str, Any]], path: Path, *, title: st
     names = list(results)
     cols = 4
     rows = math.ceil(len(COMPARED) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (key, label) in zip(axes.flat, COMPARED, strict=False):
         heights = [float(results[n][key]) for n in names]
         ax.bar(names, heights, color=colours[: len(names)])

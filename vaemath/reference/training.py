@@ -47,7 +47,7 @@ class TrainConfig:
 
     objective: str = "elbo"
     dataset: str = "shapes"
-    epochs: int = 30
+    epochs: int = 80
     seed: int = 0
     batch_size: int = 64
     lr: float = 2e-3
