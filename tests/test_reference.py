@@ -454,3 +454,21 @@ class TestProcessControl:
             env={**os.environ},
         )
         assert result.stdout.strip() == "False"
+
+
+def test_no_arguments_runs_the_demo(monkeypatch):
+    from vaemath.reference import cli
+
+    seen = {}
+
+    def fake_compare(args):
+        seen.update(vars(args))
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_compare", fake_compare)
+    assert cli.main([]) == 0
+    assert seen["command"] == "compare"
+    assert seen["out"] == Path("runs/demo")
+    assert seen["resume"] is True
+    assert seen["objectives"] is None
+    assert seen["dataset"] is None  # the built-in defaults: shapes

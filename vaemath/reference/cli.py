@@ -499,3 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (evaluation, figures)
+        print(
+            f"\n{PROG}: interrupted; finished epochs are saved, continue with --resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
