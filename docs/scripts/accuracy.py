@@ -79,15 +79,15 @@ def kl_regions(rng: np.random.Generator, n: int, prior: str) -> dict[str, Inputs
 
     regions = {}
     pmu, plv = prior_params(2.0, 5.0)
-    regions["KL ≈ 0: \\|d\\| ≤ 1e-7, \\|μ−m\\|/s ≤ 1e-7"] = make(
+    regions[r"KL near 0: :math:`|d| \le 10^{-7}`, :math:`|\mu - m|/s \le 10^{-7}`"] = make(
         rng.uniform(-1e-7, 1e-7, n), rng.uniform(-1e-7, 1e-7, n), pmu, plv
     )
     pmu, plv = prior_params(2.0, 5.0)
-    regions["small d: 1e-7 ≤ \\|d\\| ≤ 1, μ = m"] = make(
+    regions[r"small d: :math:`10^{-7} \le |d| \le 1`, :math:`\mu = m`"] = make(
         _signed_logu(rng, -7, 0, n), np.zeros(n), pmu, plv
     )
     pmu, plv = prior_params(2.0, 5.0)
-    regions["ordinary: \\|d\\| ≤ 5, \\|μ−m\\|/s ≤ 3"] = make(
+    regions[r"ordinary: :math:`|d| \le 5`, :math:`|\mu - m|/s \le 3`"] = make(
         rng.uniform(-5, 5, n), rng.uniform(-3, 3, n), pmu, plv
     )
     if prior == "standard":
@@ -96,7 +96,7 @@ def kl_regions(rng: np.random.Generator, n: int, prior: str) -> dict[str, Inputs
     else:
         mu, logvar = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
         pmu, plv = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
-    regions["extremes: \\|v\\|, \\|w\\| ≤ 30, \\|μ\\|, \\|m\\| ≤ 1e3"] = {
+    regions[r"extremes: :math:`|v|, |w| \le 30`, :math:`|\mu|, |m| \le 10^3`"] = {
         "mu": mu,
         "logvar": logvar,
         "prior_mu": pmu,
@@ -109,20 +109,20 @@ def log_density_regions(rng: np.random.Generator, n: int) -> dict[str, Inputs]:
     regions = {}
     mu = rng.uniform(-3, 3, n)
     logvar = rng.uniform(-6, 4, n)
-    regions["ordinary: \\|v\\| ≤ 6, \\|z−μ\\|/σ ≤ 4"] = {
+    regions[r"ordinary: :math:`|v| \le 6`, :math:`|z - \mu|/\sigma \le 4`"] = {
         "z": mu + rng.uniform(-4, 4, n) * np.exp(0.5 * logvar),
         "mu": mu,
         "logvar": logvar,
     }
     mu = _signed_logu(rng, -3, 3, n)
-    regions["extremes: \\|v\\| ≤ 30, \\|z\\|, \\|μ\\| ≤ 1e3"] = {
+    regions[r"extremes: :math:`|v| \le 30`, :math:`|z|, |\mu| \le 10^3`"] = {
         "z": _signed_logu(rng, -3, 3, n),
         "mu": mu,
         "logvar": rng.uniform(-30, 30, n),
     }
     # log N(z; mu, e^v) ~ 0: v ~ -log(2 pi) and z ~ mu, where the sum cancels.
     mu = rng.uniform(-3, 3, n)
-    regions["result ≈ 0: v ≈ −log 2π, z ≈ μ"] = {
+    regions[r"result near 0: :math:`v \approx -\log 2\pi`, :math:`z \approx \mu`"] = {
         "z": mu + rng.uniform(-1e-4, 1e-4, n),
         "mu": mu,
         "logvar": -LOG_2PI + rng.uniform(-1e-4, 1e-4, n),
@@ -142,19 +142,19 @@ def mvn_regions(rng: np.random.Generator, n: int, dim: int = 4) -> dict[str, Inp
     prior_tril = _random_tril(rng, n, dim, 0.3)
     prior_mu = rng.normal(size=(n, dim))
     eps = 1e-7
-    regions["KL ≈ 0: relative perturbations ≤ 1e-7"] = {
+    regions[r"KL near 0: relative perturbations :math:`\le 10^{-7}`"] = {
         "mu": prior_mu + eps * rng.uniform(-1, 1, (n, dim)),
         "scale_tril": prior_tril * (1.0 + eps * rng.uniform(-1, 1, (n, dim, dim))),
         "prior_mu": prior_mu,
         "prior_scale_tril": prior_tril,
     }
-    regions["ordinary: diagonals in [0.5, 2]"] = {
+    regions[r"ordinary: diagonals in :math:`[0.5, 2]`"] = {
         "mu": rng.normal(size=(n, dim)),
         "scale_tril": _random_tril(rng, n, dim, 0.3),
         "prior_mu": rng.normal(size=(n, dim)),
         "prior_scale_tril": _random_tril(rng, n, dim, 0.3),
     }
-    regions["wide scales: diagonals in [1e-3, 1e3]"] = {
+    regions[r"wide scales: diagonals in :math:`[10^{-3}, 10^3]`"] = {
         "mu": rng.normal(size=(n, dim)),
         "scale_tril": _random_tril(rng, n, dim, 3.0),
         "prior_mu": rng.normal(size=(n, dim)),
@@ -173,8 +173,8 @@ def _mp(x: float) -> mpmath.mpf:
 def exact_kl(a: Inputs) -> np.ndarray:
     out = []
     with mpmath.workprec(PREC):
-        for mu, v, m, w in zip(a["mu"], a["logvar"], a["prior_mu"], a["prior_logvar"]):
-            mu, v, m, w = _mp(mu), _mp(v), _mp(m), _mp(w)
+        for row in zip(a["mu"], a["logvar"], a["prior_mu"], a["prior_logvar"], strict=True):
+            mu, v, m, w = (_mp(x) for x in row)
             d = v - w  # exact at PREC bits
             kl = ((mu - m) ** 2 * mpmath.exp(-w) + mpmath.expm1(d) - d) / 2
             out.append(float(kl))
@@ -185,8 +185,8 @@ def exact_log_density(a: Inputs) -> np.ndarray:
     out = []
     with mpmath.workprec(PREC):
         log_2pi = mpmath.log(2 * mpmath.pi)
-        for z, mu, v in zip(a["z"], a["mu"], a["logvar"]):
-            z, mu, v = _mp(z), _mp(mu), _mp(v)
+        for row in zip(a["z"], a["mu"], a["logvar"], strict=True):
+            z, mu, v = (_mp(x) for x in row)
             out.append(float(-(log_2pi + v + (z - mu) ** 2 * mpmath.exp(-v)) / 2))
     return np.array(out)
 
@@ -197,7 +197,7 @@ def exact_mvn_kl(a: Inputs) -> np.ndarray:
     dim = a["mu"].shape[-1]
     with mpmath.workprec(PREC):
         for mu, lower, pmu, plower in zip(
-            a["mu"], a["scale_tril"], a["prior_mu"], a["prior_scale_tril"]
+            a["mu"], a["scale_tril"], a["prior_mu"], a["prior_scale_tril"], strict=True
         ):
             low = mpmath.matrix(np.tril(lower).tolist())
             plow = mpmath.matrix(np.tril(plower).tolist())
@@ -206,8 +206,9 @@ def exact_mvn_kl(a: Inputs) -> np.ndarray:
             delta = mpmath.matrix((pmu - mu).tolist())
             trace = sum((prior_prec * cov)[i, i] for i in range(dim))
             maha = (delta.T * prior_prec * delta)[0, 0]
-            logdet = sum(2 * mpmath.log(abs(plow[i, i])) - 2 * mpmath.log(abs(low[i, i]))
-                         for i in range(dim))
+            logdet = sum(
+                2 * mpmath.log(abs(plow[i, i])) - 2 * mpmath.log(abs(low[i, i])) for i in range(dim)
+            )
             out.append(float((trace + maha - dim + logdet) / 2))
     return np.array(out)
 
@@ -388,7 +389,7 @@ def cancellation_figure(out_dir: Path) -> Path:
     """Error in ulps of the variance term of the standard-prior KL as d -> 0."""
     d = np.concatenate([-np.geomspace(3.0, 1e-9, 400), np.geomspace(1e-9, 3.0, 400)])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, constrained_layout=True)
-    for ax, (dtype_name, (np_dtype, _)) in zip(axes, DTYPES.items()):
+    for ax, (dtype_name, (np_dtype, _)) in zip(axes, DTYPES.items(), strict=True):
         a = {"mu": np.zeros_like(d), "logvar": d.astype(np_dtype).astype(np.float64)}
         a["prior_mu"] = np.zeros_like(d)
         a["prior_logvar"] = np.zeros_like(d)
@@ -420,15 +421,15 @@ def main(n: int = 2000, out_dir: Path = OUT, figure: bool = True) -> dict:
     tables = {
         "accuracy_kl_standard": (
             measure(kl_regions(rng, n, "standard"), kl_impls("standard"), exact_kl),
-            "KL(N(μ, e^v) ‖ N(0, 1)): error in ulps",
+            r"error in ulps of :math:`\mathrm{KL}(\mathcal N(\mu, e^v) \,\|\, \mathcal N(0, 1))`",
         ),
         "accuracy_kl_prior": (
             measure(kl_regions(rng, n, "arbitrary"), kl_impls("arbitrary"), exact_kl),
-            "KL(N(μ, e^v) ‖ N(m, e^w)): error in ulps",
+            r"error in ulps of :math:`\mathrm{KL}(\mathcal N(\mu, e^v) \,\|\, \mathcal N(m, e^w))`",
         ),
         "accuracy_log_density": (
             measure(log_density_regions(rng, n), log_density_impls(), exact_log_density),
-            "log N(z; μ, e^v): error in ulps",
+            r"error in ulps of :math:`\log \mathcal N(z; \mu, e^v)`",
         ),
         "accuracy_mvn_kl": (
             measure(mvn_regions(rng, max(n // 4, 10)), mvn_impls(), exact_mvn_kl),

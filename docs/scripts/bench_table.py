@@ -110,7 +110,11 @@ def render(data: dict[str, Any], baseline: str = "vaemath") -> str:
             "     - ratio",
         ]
         for name, median, ratio in table["rows"]:
-            lines += [f"   * - ``{name}``", f"     - {_fmt_time(median)}", f"     - {ratio:.2f}×"]
+            lines += [
+                f"   * - ``{name}``",
+                f"     - {_fmt_time(median)}",
+                f"     - {ratio:.2f}\N{MULTIPLICATION SIGN}",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -136,7 +140,8 @@ def render_topic(topic: str, bench_dir: Path, baseline: str) -> str:
     if note.exists():
         lines += [note.read_text(encoding="utf-8").strip(), ""]
     else:
-        lines += ["Command:", "", ".. code-block:: bash", "", f"   {COMMAND.format(topic=topic)}", ""]
+        command = COMMAND.format(topic=topic)
+        lines += ["Command:", "", ".. code-block:: bash", "", f"   {command}", ""]
     data = json.loads(json_path.read_text(encoding="utf-8"))
     lines.append(render(data, baseline))
     return "\n".join(lines)

@@ -36,11 +36,19 @@ def main(out_dir: Path = OUT) -> Path:
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     levels = 10.0 ** np.arange(-3.0, 1.01, 0.5)
-    cs = ax0.contourf(grid_mu, grid_logvar, kl, levels=levels, norm="log", cmap="viridis",
-                      extend="max")
+    cs = ax0.contourf(
+        grid_mu, grid_logvar, kl, levels=levels, norm="log", cmap="viridis", extend="max"
+    )
     ax0.contour(grid_mu, grid_logvar, kl, levels=levels, colors="white", linewidths=0.4)
-    ax0.plot(PRIOR_MU, PRIOR_LOGVAR, marker="*", color="red", markersize=14, ls="none",
-             label=r"minimum: $\mu = 0.5$, $v = \log 0.01$")
+    ax0.plot(
+        PRIOR_MU,
+        PRIOR_LOGVAR,
+        marker="*",
+        color="red",
+        markersize=14,
+        ls="none",
+        label=r"minimum: $\mu = 0.5$, $v = \log 0.01$",
+    )
     ax0.set_xlabel(r"$\mu$")
     ax0.set_ylabel(r"$v = \log\sigma^2$")
     ax0.set_title(r"$\mathrm{KL}(\mathcal{N}(\mu, e^{v})\,\|\,\mathcal{N}(0.5, 0.1^2))$")
@@ -50,15 +58,20 @@ def main(out_dir: Path = OUT) -> Path:
     # Slices through the minimum, against the quadratic approximation
     # 50 (mu - 0.5)^2 + (v - log 0.01)^2 / 4 from the Hessian diag(100, 1/2).
     offset = np.linspace(-1.0, 1.0, 201)
-    kl_mu = vaemath.gaussian_kl(PRIOR_MU + 0.1 * offset, np.full_like(offset, PRIOR_LOGVAR),
-                                PRIOR_MU, PRIOR_LOGVAR)
-    kl_v = vaemath.gaussian_kl(np.full_like(offset, PRIOR_MU), PRIOR_LOGVAR + 2.0 * offset,
-                               PRIOR_MU, PRIOR_LOGVAR)
+    kl_mu = vaemath.gaussian_kl(
+        PRIOR_MU + 0.1 * offset, np.full_like(offset, PRIOR_LOGVAR), PRIOR_MU, PRIOR_LOGVAR
+    )
+    kl_v = vaemath.gaussian_kl(
+        np.full_like(offset, PRIOR_MU), PRIOR_LOGVAR + 2.0 * offset, PRIOR_MU, PRIOR_LOGVAR
+    )
     ax1.plot(offset, kl_mu, color="C0", label=r"along $\mu = 0.5 + 0.1\,t$")
-    ax1.plot(offset, 50 * (0.1 * offset) ** 2, color="C0", ls=":", label=r"$50(\mu-0.5)^2$ (exact here)")
+    ax1.plot(
+        offset, 50 * (0.1 * offset) ** 2, color="C0", ls=":", label=r"$50(\mu-0.5)^2$ (exact here)"
+    )
     ax1.plot(offset, kl_v, color="C1", label=r"along $v = \log 0.01 + 2t$")
-    ax1.plot(offset, (2.0 * offset) ** 2 / 4, color="C1", ls=":",
-             label=r"$\frac{1}{4}(v-\log 0.01)^2$")
+    ax1.plot(
+        offset, (2.0 * offset) ** 2 / 4, color="C1", ls=":", label=r"$\frac{1}{4}(v-\log 0.01)^2$"
+    )
     ax1.axvline(0.0, color="red", lw=0.8)
     ax1.set_xlabel(r"$t$ (step from the minimum)")
     ax1.set_ylabel("KL (nats)")
