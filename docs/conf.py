@@ -62,7 +62,7 @@ html_title = f"vaemath {release}"
 html_static_path: list[str] = []
 html_theme_options = {
     "navigation_with_keys": False,
-    "header_links_before_dropdown": 8,
+    "header_links_before_dropdown": 6,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
@@ -102,6 +102,11 @@ def write_api_page() -> None:
     target = DOCS / "api.rst"
     if not target.exists() or target.read_text(encoding="utf-8") != text:
         target.write_text(text, encoding="utf-8")
+    # Stubs of names no longer public would be orphan pages (a -W error): drop them.
+    keep = {f"vaemath.{name}.rst" for name in names}
+    for stub in (DOCS / "generated").glob("vaemath.*.rst"):
+        if stub.name not in keep:
+            stub.unlink()
 
 
 # Runs when Sphinx reads this file, i.e. before autosummary scans the sources.
