@@ -15,11 +15,11 @@ Accuracy notes (measured in ulps against mpmath by ``docs/scripts/accuracy.py``)
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from ._gaussian_fast import SWITCH, fast_kernel, poly_coefficients
 from ._lib._compat import is_jax_namespace, is_numpy_namespace, is_torch_namespace
-from ._lib._helpers import Array, Namespace, broadcast_shapes, resolve
+from ._lib._helpers import Array, Namespace, broadcast_shapes, quiet, resolve
 
 __all__ = ["gaussian_kl", "gaussian_log_density", "mvn_kl"]
 
@@ -27,18 +27,10 @@ __all__ = ["gaussian_kl", "gaussian_log_density", "mvn_kl"]
 # -- the variance term h(d) = (e^d - 1 - d) / 2 --------------------------------
 
 
-# Taylor coefficients of h(d) / d^2 = sum_j d^j / (2 (j + 2)!), and the switch
-# point |d| < T between the polynomial and the expm1 form, per dtype family.
-# (T, degree) were chosen by scanning max ulp error against mpmath: below
-# T the expm1 form cancels (error ~ 2 / |d| ulps), above it the polynomial needs
-# more terms. float32: T = 0.75, degree 8; float64: T = 0.75, degree 15.
-def _coefficients(degree: int) -> tuple[float, ...]:
-    return tuple(1.0 / (2.0 * math.factorial(j + 2)) for j in range(degree + 1))
-
-
-_SWITCH = 0.75
-_COEF32 = _coefficients(8)
-_COEF64 = _coefficients(15)
+# h(d) = d^2 g(d) is evaluated as a polynomial in d for |d| < SWITCH and as
+# (expm1(d) - d) / 2 beyond: below SWITCH the expm1 form cancels (its error
+# grows like 1/|d| ulps), above it the polynomial would need more terms. The
+# coefficients (float64: Taylor, float32: minimax) live with the fast kernels.
 # log(2*pi) split as hi + lo (hi exactly representable in the working dtype),
 # computed with mpmath at 200 bits.
 _LOG_2PI_HI64 = 1.8378770664093456
@@ -53,7 +45,7 @@ def _is_wide(dtype: Any, xp: Namespace) -> bool:
 
 def _half_expm1mx(d: Array, e: Array, *, xp: Namespace) -> Array:
     """``(e^d - 1 - d) / 2`` given ``e = expm1(d)``, accurate to ~3 ulps."""
-    coef = _COEF64 if _is_wide(d.dtype, xp) else _COEF32
+    coef = poly_coefficients(_is_wide(d.dtype, xp))
     p = coef[-1] * d + coef[-2]
     for c in coef[-3::-1]:
         p = p * d + c
@@ -61,15 +53,17 @@ def _half_expm1mx(d: Array, e: Array, *, xp: Namespace) -> Array:
     # minimum() keeps d = +inf from giving inf - inf (the KL is +inf there).
     big = xp.asarray(xp.finfo(d.dtype).max, dtype=d.dtype, device=_device(d))
     direct = 0.5 * (e - xp.minimum(d, big))
-    return xp.where(xp.abs(d) < _SWITCH, poly, direct)
+    return xp.where(xp.abs(d) < SWITCH, poly, direct)
 
 
-def _two_diff(a: Array, b: Array) -> tuple[Array, Array]:
+def _two_diff(a: Array, b: Array, *, xp: Namespace) -> tuple[Array, Array]:
     """``a - b = s + err`` exactly (Knuth's TwoSum), for finite inputs."""
     s = a - b
     bb = s - a
     err = (a - (s - bb)) - (b + bb)
-    return s, err
+    # Where s overflows (or an input is inf/nan) err is nan; the correction
+    # is meaningless there, and s alone carries the right inf/nan.
+    return s, xp.where(xp.isfinite(err), err, xp.zeros_like(err))
 
 
 # -- public functions ------------------------------------------------------------
@@ -145,11 +139,14 @@ def gaussian_kl(
     if standard:
         xp, (mu, logvar) = resolve({"mu": mu, "logvar": logvar})
         _check_broadcast({"mu": mu, "logvar": logvar})
-        fast = _fast_kernel(xp)
+        fast = fast_kernel(xp)
         if fast is not None:
-            return fast(mu, logvar)
-        half_var_term = _half_expm1mx(logvar, xp.expm1(logvar), xp=xp)
-        return half_var_term + 0.5 * (mu * mu)
+            out = fast(mu, logvar)
+            if out is not None:
+                return out
+        with quiet(xp):
+            half_var_term = _half_expm1mx(logvar, xp.expm1(logvar), xp=xp)
+            return half_var_term + 0.5 * (mu * mu)
     xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
         {
             "mu": mu,
@@ -161,18 +158,20 @@ def gaussian_kl(
     _check_broadcast(
         {"mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
     )
-    return _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
+    with quiet(xp):
+        return _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
 
 
 def _kl_diag_diag(
     mu: Array, logvar: Array, prior_mu: Array, prior_logvar: Array, *, xp: Namespace
 ) -> Array:
-    d, d_err = _two_diff(logvar, prior_logvar)
+    d, d_err = _two_diff(logvar, prior_logvar, xp=xp)
     e = xp.expm1(d)
     # h(d + d_err) ~= h(d) + h'(d) d_err with h'(d) = expm1(d) / 2.
     var_term = _half_expm1mx(d, e, xp=xp) + 0.5 * (e * d_err)
-    diff = mu - prior_mu
-    mean_term = 0.5 * ((diff * diff) * xp.exp(-prior_logvar))
+    # (mu - prior_mu)^2 from the exact difference hi + lo: hi^2 + 2 hi lo.
+    diff, diff_err = _two_diff(mu, prior_mu, xp=xp)
+    mean_term = 0.5 * ((diff * diff + 2.0 * (diff * diff_err)) * xp.exp(-prior_logvar))
     return var_term + mean_term
 
 
@@ -228,9 +227,10 @@ def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
         if _is_wide(logvar.dtype, xp)
         else (_LOG_2PI_HI32, _LOG_2PI_LO32)
     )
-    diff = z - mu
-    quad = (diff * diff) * xp.exp(-logvar)
-    return -0.5 * (((logvar + hi) + lo) + quad)
+    with quiet(xp):
+        diff = z - mu
+        quad = (diff * diff) * xp.exp(-logvar)
+        return -0.5 * (((logvar + hi) + lo) + quad)
 
 
 def mvn_kl(
@@ -300,6 +300,19 @@ def mvn_kl(
         }
     )
     dim = _check_mvn_shapes(mu, scale_tril, prior_mu, prior_scale_tril)
+    with quiet(xp):
+        return _kl_tril_tril(mu, scale_tril, prior_mu, prior_scale_tril, dim=dim, xp=xp)
+
+
+def _kl_tril_tril(
+    mu: Array,
+    scale_tril: Array,
+    prior_mu: Array | None,
+    prior_scale_tril: Array | None,
+    *,
+    dim: int,
+    xp: Namespace,
+) -> Array:
     lower = xp.tril(scale_tril)
     diff = mu if prior_mu is None else mu - prior_mu
     diag = xp.linalg.diagonal(lower)
@@ -400,7 +413,7 @@ def _solve_tril(lower: Array, rhs: Array, *, xp: Namespace) -> Array:
 
 
 def _forward_substitution(lower: Array, rhs: Array, *, xp: Namespace) -> Array:
-    rows = []
+    rows: list[Array] = []
     n = lower.shape[-1]
     for i in range(n):
         acc = rhs[..., i, :]
@@ -408,8 +421,3 @@ def _forward_substitution(lower: Array, rhs: Array, *, xp: Namespace) -> Array:
             acc = acc - lower[..., i, j : j + 1] * row
         rows.append(acc / lower[..., i, i : i + 1])
     return xp.stack(rows, axis=-2)
-
-
-def _fast_kernel(xp: Namespace) -> Any:
-    """Library-specific eager kernel for the standard-prior KL, or None."""
-    return None

@@ -11,12 +11,19 @@ pytorch/pytorch#170819).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from ._compat import array_namespace, device, is_array_api_obj
+from ._compat import (
+    array_namespace,
+    device,
+    is_array_api_obj,
+    is_array_api_strict_namespace,
+    is_numpy_namespace,
+)
 
 Array = Any
 """Any Array-API-compatible array (NumPy, PyTorch, JAX, array-api-strict, ...)."""
@@ -29,6 +36,7 @@ __all__ = [
     "broadcast_shapes",
     "check_choice",
     "logsumexp",
+    "quiet",
     "resolve",
 ]
 
@@ -151,6 +159,20 @@ def resolve(
         else:
             out.append(value)
     return xp, out
+
+
+def quiet(xp: Namespace) -> contextlib.AbstractContextManager[object]:
+    """Silence NumPy's floating-point warnings for NumPy-backed namespaces.
+
+    Intermediate inf - inf or 0 * inf in the compensated formulas are
+    expected and handled (NaN in gives NaN out); they should not reach users
+    as RuntimeWarnings.
+    """
+    if is_numpy_namespace(xp) or is_array_api_strict_namespace(xp):
+        import numpy as np
+
+        return np.errstate(all="ignore")
+    return contextlib.nullcontext()
 
 
 def broadcast_shapes(shapes: dict[str, tuple[int | None, ...]]) -> tuple[int | None, ...]:
