@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / "docs" / "benchmarks"
 OUT = ROOT / "docs" / "_generated" / "performance_tables.rst"
 COMMAND = (
-    "OPENBLAS_NUM_THREADS=1 python -m pytest benchmarks/test_bench_{topic}.py "
-    "--benchmark-only --benchmark-json docs/benchmarks/{topic}.json"
+    "OPENBLAS_NUM_THREADS=1 python -m pytest benchmarks/test_bench_{topic}.py \\\n"
+    "    --benchmark-only --benchmark-json docs/benchmarks/{topic}.json"
 )
 # Topics the page expects (title by file stem); other JSON files are shown too.
 TOPICS = {
@@ -95,7 +95,7 @@ def machine_line(data: dict[str, Any]) -> str:
         f"Python {info.get('python_version', '?')}",
     ]
     commit = data.get("commit_info", {})
-    when = data.get("datetime", "?")
+    when = str(data.get("datetime", "?"))[:16].replace("T", " ")  # to the minute
     line = "Machine: " + ", ".join(parts) + f". Run at {when}"
     if commit.get("id") and commit["id"] != "unversioned":
         line += f", commit ``{commit['id'][:10]}``" + (" (dirty)" if commit.get("dirty") else "")
@@ -142,7 +142,7 @@ def render_topic(topic: str, bench_dir: Path, baseline: str) -> str:
             "",
             "   .. code-block:: bash",
             "",
-            f"      {COMMAND.format(topic=topic)}",
+            *(f"      {line}" for line in COMMAND.format(topic=topic).splitlines()),
             "      python docs/scripts/bench_table.py",
             "",
         ]
@@ -150,8 +150,8 @@ def render_topic(topic: str, bench_dir: Path, baseline: str) -> str:
     if note.exists():
         lines += [note.read_text(encoding="utf-8").strip(), ""]
     else:
-        command = COMMAND.format(topic=topic)
-        lines += ["Command:", "", ".. code-block:: bash", "", f"   {command}", ""]
+        command = [f"   {line}" for line in COMMAND.format(topic=topic).splitlines()]
+        lines += ["Command:", "", ".. code-block:: bash", "", *command, ""]
     data = json.loads(json_path.read_text(encoding="utf-8"))
     lines.append(render(data, baseline))
     return "\n".join(lines)
