@@ -91,6 +91,25 @@ def _default_float(xp: Namespace, dev: object) -> Any:
         return xp.float64
 
 
+_NAMESPACE_BY_TYPE: dict[type, Namespace] = {}
+_DTYPE_KIND: dict[tuple[int, object], str] = {}
+
+
+def _dtype_kind(xp: Namespace, dtype: object) -> str:
+    """'float', 'int' or 'other' for a dtype of ``xp`` (cached)."""
+    key = (id(xp), dtype)
+    kind = _DTYPE_KIND.get(key)
+    if kind is None:
+        if xp.isdtype(dtype, "real floating"):
+            kind = "float"
+        elif xp.isdtype(dtype, "integral"):
+            kind = "int"
+        else:
+            kind = "other"
+        _DTYPE_KIND[key] = kind
+    return kind
+
+
 def resolve(
     args: dict[str, object],
 ) -> tuple[Namespace, list[Array]]:
@@ -116,31 +135,56 @@ def resolve(
     TypeError
         Mixed array libraries, or a boolean / complex / non-numeric argument.
     """
-    xp = _namespace(args)
-    float_dtypes = []
-    has_integer = False
-    dev = None
-    for name, value in args.items():
+    # Fast path: every non-None argument is an array of one type; the
+    # namespace of that type is cached (array_namespace costs microseconds).
+    types = set()
+    scalars = False
+    for value in args.values():
         if value is None:
             continue
-        if isinstance(value, bool) or not (_is_scalar(value) or is_array_api_obj(value)):
+        if _is_scalar(value):
+            scalars = True
+        else:
+            types.add(type(value))
+    xp = _NAMESPACE_BY_TYPE.get(next(iter(types))) if len(types) == 1 else None
+    if xp is None:
+        xp = _namespace(args)
+        if len(types) == 1:
+            _NAMESPACE_BY_TYPE[next(iter(types))] = xp
+    dtype = None
+    float_dtypes = []
+    has_integer = False
+    first = None
+    for name, value in args.items():
+        if value is None or _is_scalar(value):
+            continue
+        if isinstance(value, bool) or not hasattr(value, "dtype"):
             msg = (
                 f"`{name}` must be a real floating array or a Python float, "
                 f"got {type(value).__name__}"
             )
             raise TypeError(msg)
-        if _is_scalar(value):
-            continue
-        dtype = value.dtype  # type: ignore[attr-defined]
-        if dev is None:
-            dev = device(value)
-        if xp.isdtype(dtype, "real floating"):
-            float_dtypes.append(dtype)
-        elif xp.isdtype(dtype, "integral"):
+        if first is None:
+            first = value
+        value_dtype = value.dtype
+        kind = _dtype_kind(xp, value_dtype)
+        if kind == "float":
+            float_dtypes.append(value_dtype)
+        elif kind == "int":
             has_integer = True
         else:
-            msg = f"`{name}` must have a real floating (or integer) dtype, got {dtype}"
+            msg = f"`{name}` must have a real floating (or integer) dtype, got {value_dtype}"
             raise TypeError(msg)
+    for name, value in args.items():
+        if isinstance(value, bool) or not (
+            value is None or _is_scalar(value) or hasattr(value, "dtype")
+        ):
+            msg = (
+                f"`{name}` must be a real floating array or a Python float, "
+                f"got {type(value).__name__}"
+            )
+            raise TypeError(msg)
+    dev = device(first) if first is not None and (scalars or has_integer) else None
     if float_dtypes:
         dtype = float_dtypes[0]
         for other in float_dtypes[1:]:
