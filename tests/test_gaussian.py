@@ -40,10 +40,17 @@ mpmath.mp.prec = 120
 # -- mpmath references ------------------------------------------------------------
 
 
+def _expm1mx_mp(d: mpmath.mpf) -> mpmath.mpf:
+    """e^d - 1 - d to full working precision (a series where it cancels)."""
+    if abs(d) < mpmath.mpf("0.01"):
+        return sum(d**k / mpmath.factorial(k) for k in range(2, 40))
+    return mpmath.expm1(d) - d
+
+
 def _kl_mp(mu: float, lv: float, pm: float, plv: float) -> mpmath.mpf:
     mu, lv, pm, plv = (mpmath.mpf(float(v)) for v in (mu, lv, pm, plv))
     d = lv - plv
-    return ((mu - pm) ** 2 * mpmath.exp(-plv) + mpmath.expm1(d) - d) / 2
+    return ((mu - pm) ** 2 * mpmath.exp(-plv) + _expm1mx_mp(d)) / 2
 
 
 def _logpdf_mp(z: float, mu: float, lv: float) -> mpmath.mpf:

@@ -15,11 +15,19 @@ Accuracy notes (measured in ulps against mpmath by ``docs/scripts/accuracy.py``)
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._gaussian_fast import SWITCH, fast_kernel, poly_coefficients
 from ._lib._compat import is_jax_namespace, is_numpy_namespace, is_torch_namespace
-from ._lib._helpers import Array, Namespace, broadcast_shapes, quiet, resolve
+from ._lib._helpers import (
+    Array,
+    Namespace,
+    broadcast_shapes,
+    quiet,
+    resolve,
+    working_dtype,
+)
 
 __all__ = ["gaussian_kl", "gaussian_log_density", "mvn_kl"]
 
@@ -43,17 +51,32 @@ def _is_wide(dtype: Any, xp: Namespace) -> bool:
     return bool(dtype == xp.float64)
 
 
-def _half_expm1mx(d: Array, e: Array, *, xp: Namespace) -> Array:
-    """``(e^d - 1 - d) / 2`` given ``e = expm1(d)``, accurate to ~3 ulps."""
+def _half_expm1mx(d: Array, *, xp: Namespace) -> tuple[Array, Array, Array]:
+    """``(e^d - 1 - d) / 2`` to ~3 ulps, without intermediate overflow.
+
+    Returns ``(h, e, scale)`` such that the value is ``h * scale``, with
+    ``e = expm1(min(d, d_max))`` (for first-order corrections) and
+    ``scale = exp(max(d, d_max) - d_max)``, which is 1 except where ``e^d``
+    itself would overflow although ``e^d / 2`` does not.
+    """
     coef = poly_coefficients(_is_wide(d.dtype, xp))
     p = coef[-1] * d + coef[-2]
     for c in coef[-3::-1]:
         p = p * d + c
     poly = (d * d) * p
-    # minimum() keeps d = +inf from giving inf - inf (the KL is +inf there).
-    big = xp.asarray(xp.finfo(d.dtype).max, dtype=d.dtype, device=_device(d))
-    direct = 0.5 * (e - xp.minimum(d, big))
-    return xp.where(xp.abs(d) < SWITCH, poly, direct)
+    d_max = math.log(float(xp.finfo(d.dtype).max)) - 1.0
+    dc = xp.clip(d, max=d_max)
+    e = xp.expm1(dc)
+    direct = 0.5 * (e - dc)
+    scale = xp.exp(xp.clip(d, min=d_max) - d_max)
+    return xp.where(xp.abs(d) < SWITCH, poly, direct), e, scale
+
+
+def _scale(x: Array, factor: Array, *, xp: Namespace) -> Array:
+    """``x * factor`` with ``0 * inf = 0``: an exactly zero deviation stays zero
+    however small the variance (``exp(-logvar / 2)`` overflows below
+    ``logvar ~ -177`` in float32)."""
+    return xp.where(x == 0, xp.zeros_like(x), x * factor)
 
 
 def _two_diff(a: Array, b: Array, *, xp: Namespace) -> tuple[Array, Array]:
@@ -144,9 +167,14 @@ def gaussian_kl(
             out = fast(mu, logvar)
             if out is not None:
                 return out
+        dtype = mu.dtype
+        work = working_dtype(xp, dtype)
+        if work != dtype:
+            mu, logvar = xp.astype(mu, work), xp.astype(logvar, work)
         with quiet(xp):
-            half_var_term = _half_expm1mx(logvar, xp.expm1(logvar), xp=xp)
-            return half_var_term + 0.5 * (mu * mu)
+            half_var_term, _, scale = _half_expm1mx(logvar, xp=xp)
+            out = half_var_term * scale + 0.5 * (mu * mu)
+            return out if work == dtype else xp.astype(out, dtype)
     xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
         {
             "mu": mu,
@@ -158,20 +186,37 @@ def gaussian_kl(
     _check_broadcast(
         {"mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
     )
+    dtype = mu.dtype
+    work = working_dtype(xp, dtype)
+    if work != dtype:
+        mu, logvar, prior_mu, prior_logvar = (
+            xp.astype(a, work) for a in (mu, logvar, prior_mu, prior_logvar)
+        )
     with quiet(xp):
-        return _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
+        out = _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
+        return out if work == dtype else xp.astype(out, dtype)
 
 
 def _kl_diag_diag(
     mu: Array, logvar: Array, prior_mu: Array, prior_logvar: Array, *, xp: Namespace
 ) -> Array:
     d, d_err = _two_diff(logvar, prior_logvar, xp=xp)
-    e = xp.expm1(d)
-    # h(d + d_err) ~= h(d) + h'(d) d_err with h'(d) = expm1(d) / 2.
-    var_term = _half_expm1mx(d, e, xp=xp) + 0.5 * (e * d_err)
-    # (mu - prior_mu)^2 from the exact difference hi + lo: hi^2 + 2 hi lo.
+    h, e, scale = _half_expm1mx(d, xp=xp)
+    # h(d + d_err) ~= h(d) + h'(d) d_err with h'(d) = expm1(d) / 2. Wherever
+    # the KL is finite, |d_err| <= ulp(d) / 2 < 1e-4; the clip only keeps the
+    # linearisation from flipping the sign where d is so large that e^d
+    # overflows anyway.
+    d_err = xp.clip(d_err, min=-1e-4, max=1e-4)
+    var_term = (h + 0.5 * (e * d_err)) * scale
+    # (mu - prior_mu)^2 e^(-w) from the exact difference hi + lo, scaled
+    # before squaring so that neither 0 * inf nor an underflow of (hi)^2 can
+    # occur: t = hi e^(-w/2), term = t^2 + 2 t (lo e^(-w/2)).
     diff, diff_err = _two_diff(mu, prior_mu, xp=xp)
-    mean_term = 0.5 * ((diff * diff + 2.0 * (diff * diff_err)) * xp.exp(-prior_logvar))
+    inv_sd = xp.exp(-0.5 * prior_logvar)
+    t = _scale(diff, inv_sd, xp=xp)
+    tt = t * t
+    corrected = tt + 2.0 * (t * _scale(diff_err, inv_sd, xp=xp))
+    mean_term = 0.5 * xp.where(xp.isinf(tt), tt, corrected)
     return var_term + mean_term
 
 
@@ -222,15 +267,20 @@ def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
     """
     xp, (z, mu, logvar) = resolve({"z": z, "mu": mu, "logvar": logvar})
     _check_broadcast({"z": z, "mu": mu, "logvar": logvar})
+    dtype = z.dtype
+    work = working_dtype(xp, dtype)
+    if work != dtype:
+        z, mu, logvar = (xp.astype(a, work) for a in (z, mu, logvar))
     hi, lo = (
         (_LOG_2PI_HI64, _LOG_2PI_LO64)
         if _is_wide(logvar.dtype, xp)
         else (_LOG_2PI_HI32, _LOG_2PI_LO32)
     )
     with quiet(xp):
-        diff = z - mu
-        quad = (diff * diff) * xp.exp(-logvar)
-        return -0.5 * (((logvar + hi) + lo) + quad)
+        # Scaled before squaring: no 0 * inf, no underflow of (z - mu)^2.
+        scaled = _scale(z - mu, xp.exp(-0.5 * logvar), xp=xp)
+        out = -0.5 * (((logvar + hi) + lo) + scaled * scaled)
+        return out if work == dtype else xp.astype(out, dtype)
 
 
 def mvn_kl(
@@ -300,8 +350,16 @@ def mvn_kl(
         }
     )
     dim = _check_mvn_shapes(mu, scale_tril, prior_mu, prior_scale_tril)
+    dtype = mu.dtype
+    work = working_dtype(xp, dtype)
+    if work != dtype:
+        mu, scale_tril, prior_mu, prior_scale_tril = (
+            None if a is None else xp.astype(a, work)
+            for a in (mu, scale_tril, prior_mu, prior_scale_tril)
+        )
     with quiet(xp):
-        return _kl_tril_tril(mu, scale_tril, prior_mu, prior_scale_tril, dim=dim, xp=xp)
+        out = _kl_tril_tril(mu, scale_tril, prior_mu, prior_scale_tril, dim=dim, xp=xp)
+        return out if work == dtype else xp.astype(out, dtype)
 
 
 def _kl_tril_tril(
@@ -327,7 +385,8 @@ def _kl_tril_tril(
         white = _solve_tril(prior_lower, diff[..., None], xp=xp)[..., 0]
         ratio_minus_1 = (xp.abs(diag) - prior_diag) / prior_diag
     d = 2.0 * xp.log1p(ratio_minus_1)
-    diag_terms = xp.sum(_half_expm1mx(d, xp.expm1(d), xp=xp), axis=-1)
+    h, _, scale = _half_expm1mx(d, xp=xp)
+    diag_terms = xp.sum(h * scale, axis=-1)
     eye = xp.eye(dim, dtype=m.dtype, device=_device(m))
     off = m * (1.0 - eye)
     off_terms = 0.5 * xp.sum(xp.sum(off * off, axis=-1), axis=-1)

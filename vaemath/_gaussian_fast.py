@@ -21,6 +21,7 @@ remains the reference they are tested against.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -89,8 +90,10 @@ def _torch_forward(mu: Any, logvar: Any) -> Any:
     import torch
 
     coef = _coefficient_tensors(logvar)
-    big = torch.finfo(logvar.dtype).max
-    d = logvar.clamp(max=big)  # +inf -> max: the direct branch then gives +inf
+    # e^d overflows for d > log(max) although e^d / 2 may not: evaluate at
+    # min(d, d_max) and scale by exp(max(d, d_max) - d_max) (1 almost always).
+    d_max = math.log(torch.finfo(logvar.dtype).max) - 1.0
+    d = logvar.clamp(max=d_max)
     p = torch.addcmul(coef[-2], d, coef[-1])
     for c in coef[-3::-1]:
         torch.addcmul(c, p, d, out=p)  # Horner step p = c + p d, in place
@@ -99,6 +102,7 @@ def _torch_forward(mu: Any, logvar: Any) -> Any:
     e = torch.expm1(d)
     e.sub_(d).mul_(0.5)  # h(d) = (expm1(d) - d) / 2 for |d| >= T
     torch.where(q < _SWITCH2, p, e, out=e)
+    e.mul_(logvar.clamp(min=d_max).sub_(d_max).exp_())
     shape = torch.broadcast_shapes(mu.shape, logvar.shape)
     if tuple(e.shape) != tuple(shape):
         e = e.expand(shape).clone()

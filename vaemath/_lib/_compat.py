@@ -6,18 +6,48 @@ compatibility layer (or a vendored copy) touches one file.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 from array_api_compat import (
     array_namespace,
-    device,
     is_array_api_obj,
-    is_array_api_strict_namespace,
-    is_jax_namespace,
     is_lazy_array,
     is_numpy_array,
-    is_numpy_namespace,
     is_torch_array,
-    is_torch_namespace,
 )
+from array_api_compat import device as _compat_device
+
+
+# Namespace predicates by module name. array_api_compat's own ``is_*_namespace``
+# go through ``functools.lru_cache``, which ``torch.compile`` warns about and
+# traces through; a string comparison compiles to nothing.
+def is_torch_namespace(xp: ModuleType) -> bool:
+    """Whether ``xp`` is PyTorch (bare or array-api-compat wrapped)."""
+    return xp.__name__ in ("torch", "array_api_compat.torch")
+
+
+def is_numpy_namespace(xp: ModuleType) -> bool:
+    """Whether ``xp`` is NumPy (bare or array-api-compat wrapped)."""
+    return xp.__name__ in ("numpy", "array_api_compat.numpy")
+
+
+def is_jax_namespace(xp: ModuleType) -> bool:
+    """Whether ``xp`` is JAX's NumPy namespace."""
+    return xp.__name__ in ("jax.numpy", "jax.experimental.array_api")
+
+
+def device(x: Any) -> Any:
+    """The device of array ``x`` (torch tensors answered without a traced cache)."""
+    if type(x).__module__.startswith("torch"):
+        return x.device
+    return _compat_device(x)
+
+
+def is_array_api_strict_namespace(xp: ModuleType) -> bool:
+    """Whether ``xp`` is array-api-strict."""
+    return xp.__name__ == "array_api_strict"
+
 
 __all__ = [
     "array_namespace",

@@ -38,6 +38,7 @@ __all__ = [
     "logsumexp",
     "quiet",
     "resolve",
+    "working_dtype",
 ]
 
 
@@ -95,6 +96,25 @@ _NAMESPACE_BY_TYPE: dict[type, Namespace] = {}
 _DTYPE_KIND: dict[tuple[int, object], str] = {}
 
 
+def _known_namespace(cls: type) -> Namespace | None:
+    """The compat namespace of torch / NumPy array types, without array_namespace.
+
+    ``array_namespace`` goes through ``functools.lru_cache`` helpers that
+    ``torch.compile`` refuses to trace cleanly; the two most common libraries
+    are recognised here by their type instead.
+    """
+    module = cls.__module__
+    if module.startswith("torch") and cls.__name__ in ("Tensor", "Parameter"):
+        import array_api_compat.torch as xp_torch
+
+        return xp_torch
+    if cls.__name__ == "ndarray" and module == "numpy":
+        import array_api_compat.numpy as xp_numpy
+
+        return xp_numpy
+    return None
+
+
 def _dtype_kind(xp: Namespace, dtype: object) -> str:
     """'float', 'int' or 'other' for a dtype of ``xp`` (cached)."""
     key = (id(xp), dtype)
@@ -147,6 +167,8 @@ def resolve(
         else:
             types.add(type(value))
     xp = _NAMESPACE_BY_TYPE.get(next(iter(types))) if len(types) == 1 else None
+    if xp is None and len(types) == 1:
+        xp = _known_namespace(next(iter(types)))
     if xp is None:
         xp = _namespace(args)
         if len(types) == 1:
@@ -205,6 +227,24 @@ def resolve(
     return xp, out
 
 
+def working_dtype(xp: Namespace, dtype: Any) -> Any:
+    """The dtype to compute in for inputs of ``dtype``.
+
+    * float16 / bfloat16 (torch, JAX): float32, rounded back once at the end
+      (their own ``exp``/``expm1`` would leave a few ulps and overflow early);
+    * NumPy (and the NumPy-backed array-api-strict) float32: float64,
+      because NumPy's SIMD float32 ``exp`` is only accurate to ~1-2 ulps,
+      which the KL formulas amplify, while float64 costs NumPy little more;
+    * everything else: itself.
+    """
+    name = str(dtype).rsplit(".", 1)[-1]
+    if name in ("float16", "bfloat16"):
+        return xp.float32
+    if (is_numpy_namespace(xp) or is_array_api_strict_namespace(xp)) and dtype == xp.float32:
+        return xp.float64
+    return dtype
+
+
 def quiet(xp: Namespace) -> contextlib.AbstractContextManager[object]:
     """Silence NumPy's floating-point warnings for NumPy-backed namespaces.
 
@@ -221,7 +261,9 @@ def quiet(xp: Namespace) -> contextlib.AbstractContextManager[object]:
 
 def broadcast_shapes(shapes: dict[str, tuple[int | None, ...]]) -> tuple[int | None, ...]:
     """Broadcast shapes by the Array-API rules, naming the culprits on failure."""
-    ndim = max((len(s) for s in shapes.values()), default=0)
+    ndim = 0
+    for shape in shapes.values():
+        ndim = ndim if ndim >= len(shape) else len(shape)
     result: list[int | None] = []
     for axis in range(-ndim, 0):
         size: int | None = 1
