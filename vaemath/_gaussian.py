@@ -51,6 +51,15 @@ def _is_wide(dtype: Any, xp: Namespace) -> bool:
     return bool(dtype == xp.float64)
 
 
+def _poly_half_expm1mx(d: Array, *, xp: Namespace) -> Array:
+    """``(e^d - 1 - d) / 2`` as ``d^2 g(d)``, valid for ``|d| < SWITCH``."""
+    coef = poly_coefficients(_is_wide(d.dtype, xp))
+    p = coef[-1] * d + coef[-2]
+    for c in coef[-3::-1]:
+        p = p * d + c
+    return (d * d) * p
+
+
 def _half_expm1mx(d: Array, *, xp: Namespace) -> tuple[Array, Array, Array]:
     """``(e^d - 1 - d) / 2`` to ~3 ulps, without intermediate overflow.
 
@@ -59,11 +68,7 @@ def _half_expm1mx(d: Array, *, xp: Namespace) -> tuple[Array, Array, Array]:
     ``scale = exp(max(d, d_max) - d_max)``, which is 1 except where ``e^d``
     itself would overflow although ``e^d / 2`` does not.
     """
-    coef = poly_coefficients(_is_wide(d.dtype, xp))
-    p = coef[-1] * d + coef[-2]
-    for c in coef[-3::-1]:
-        p = p * d + c
-    poly = (d * d) * p
+    poly = _poly_half_expm1mx(d, xp=xp)
     d_max = math.log(float(xp.finfo(d.dtype).max)) - 1.0
     dc = xp.clip(d, max=d_max)
     e = xp.expm1(dc)
@@ -304,8 +309,11 @@ def mvn_kl(
 
     which is :math:`\tfrac12[\operatorname{tr}(\Sigma_p^{-1}\Sigma) + \text{Mahalanobis}
     - D + \log\det\Sigma_p - \log\det\Sigma]` regrouped so that nothing cancels:
-    the diagonal terms use the same accurate :math:`e^d - 1 - d` as
-    :func:`gaussian_kl`, and :math:`d_i` is formed with ``log1p``.
+    the off-diagonal :math:`M_{ij}` are solved from :math:`L - L_p` (exact for
+    nearby factors), the diagonal terms use a polynomial where
+    :math:`e^{d} - 1 - d` cancels and :math:`r_i^2 - 1 - d_i` with
+    :math:`r_i = |M_{ii}|` elsewhere, and :math:`d_i` is formed with ``log1p``
+    near :math:`r_i = 1`.
 
     Parameters
     ----------
@@ -373,22 +381,35 @@ def _kl_tril_tril(
 ) -> Array:
     lower = xp.tril(scale_tril)
     diff = mu if prior_mu is None else mu - prior_mu
-    diag = xp.linalg.diagonal(lower)
+    diag = xp.abs(xp.linalg.diagonal(lower))
     if prior_scale_tril is None:
-        m = lower
+        # M = L: its off-diagonal entries are the inputs themselves.
+        m_off = lower
         white = diff
-        ratio_minus_1 = xp.abs(diag) - 1.0
+        ratio = diag
+        ratio_minus_1 = diag - 1.0
     else:
         prior_lower = xp.tril(prior_scale_tril)
         prior_diag = xp.abs(xp.linalg.diagonal(prior_lower))
-        m = _solve_tril(prior_lower, lower, xp=xp)
+        # Off-diagonal of M = Lp^-1 L equals that of Lp^-1 (L - Lp); L - Lp is
+        # exact for nearby factors, so small entries keep their digits.
+        m_off = _solve_tril(prior_lower, lower - prior_lower, xp=xp)
         white = _solve_tril(prior_lower, diff[..., None], xp=xp)[..., 0]
-        ratio_minus_1 = (xp.abs(diag) - prior_diag) / prior_diag
-    d = 2.0 * xp.log1p(ratio_minus_1)
-    h, _, scale = _half_expm1mx(d, xp=xp)
-    diag_terms = xp.sum(h * scale, axis=-1)
-    eye = xp.eye(dim, dtype=m.dtype, device=_device(m))
-    off = m * (1.0 - eye)
+        ratio = diag / prior_diag
+        ratio_minus_1 = (diag - prior_diag) / prior_diag
+    # d_i = 2 log(r_i): log1p where r is near 1, log elsewhere (log1p(r - 1)
+    # would lose the digits of r - 1 for r far from 1).
+    near = xp.abs(ratio_minus_1) < 0.5
+    safe_rm1 = xp.where(near, ratio_minus_1, xp.zeros_like(ratio_minus_1))
+    safe_r = xp.where(near, xp.ones_like(ratio), ratio)
+    d = 2.0 * xp.where(near, xp.log1p(safe_rm1), xp.log(safe_r))
+    # (r^2 - 1 - d) / 2: a polynomial in d where it cancels, and with
+    # e^d = r^2 formed directly (not as expm1(2 log r)) elsewhere.
+    direct = ratio * (0.5 * ratio) - 0.5 - 0.5 * d
+    h = xp.where(xp.abs(d) < SWITCH, _poly_half_expm1mx(d, xp=xp), direct)
+    diag_terms = xp.sum(h, axis=-1)
+    eye = xp.eye(dim, dtype=m_off.dtype, device=_device(m_off))
+    off = m_off * (1.0 - eye)
     off_terms = 0.5 * xp.sum(xp.sum(off * off, axis=-1), axis=-1)
     maha = 0.5 * xp.sum(white * white, axis=-1)
     return diag_terms + off_terms + maha
