@@ -50,9 +50,7 @@ def naive_numpy(z, mu, logvar, logw):
     from scipy.special import logsumexp
 
     log_2pi = math.log(2 * math.pi)
-    dens = -0.5 * (
-        log_2pi + logvar[None] + (z[:, None, :] - mu[None]) ** 2 * np.exp(-logvar[None])
-    )
+    dens = -0.5 * (log_2pi + logvar[None] + (z[:, None, :] - mu[None]) ** 2 * np.exp(-logvar[None]))
     lq = logsumexp(dens.sum(-1) + logw, axis=1)
     lqd = logsumexp(dens + logw[:, :, None], axis=1)
     lqzx = (-0.5 * (log_2pi + logvar + (z - mu) ** 2 * np.exp(-logvar))).sum(-1)
@@ -73,7 +71,7 @@ def _inputs(b, d, grad):
     return mu.requires_grad_(grad), logvar.requires_grad_(grad), eps
 
 
-def _run(benchmark, fn, b, d, grad, rounds):
+def _run(benchmark, fn, b, d, *, grad, rounds):
     mu, logvar, eps = _inputs(b, d, grad)
     logw = torch.tensor(_log_weights(b), dtype=torch.float32)
 
@@ -126,6 +124,4 @@ def test_forward_numpy(benchmark, impl, b, d):
     mu, logvar, eps = (t.numpy() for t in _inputs(b, d, grad=False))
     logw = _log_weights(b).astype(np.float32)
     z = mu + np.exp(0.5 * logvar) * eps
-    benchmark.pedantic(
-        impl, args=(z, mu, logvar, logw), rounds=_rounds(b, d), warmup_rounds=1
-    )
+    benchmark.pedantic(impl, args=(z, mu, logvar, logw), rounds=_rounds(b, d), warmup_rounds=1)

@@ -16,6 +16,7 @@ retried.
 
 from __future__ import annotations
 
+import itertools
 import math
 import resource
 import subprocess
@@ -59,7 +60,7 @@ def weight_matrix(b: int, dataset_size: int | None, method: str) -> np.ndarray:
     return w
 
 
-def brute_force(z, mu, logvar, w, prior_mu=0.0, prior_logvar=0.0):
+def brute_force(z, mu, logvar, w, *, prior_mu=0.0, prior_logvar=0.0):
     """Float64 ``(B, B, D)`` reference: log q(z_i), log q(z_id) and the three terms."""
     z, mu, logvar = (np.asarray(a, dtype=np.float64) for a in (z, mu, logvar))
     dens = norm.logpdf(z[:, None, :], mu[None, :, :], np.exp(0.5 * logvar[None, :, :]))
@@ -157,7 +158,12 @@ class TestElboDecomposition:
         z, mu, logvar = latents(40, 4, seed=1)
         prior_mu, prior_logvar = np.array([0.5, 0.0, -0.5, 1.0]), np.array([0.0, 1.0, -1.0, 0.5])
         _, _, terms = brute_force(
-            z, mu, logvar, weight_matrix(40, dataset_size, method), prior_mu, prior_logvar
+            z,
+            mu,
+            logvar,
+            weight_matrix(40, dataset_size, method),
+            prior_mu=prior_mu,
+            prior_logvar=prior_logvar,
         )
         got = vaemath.elbo_decomposition(
             *(asarray(a) for a in (z, mu, logvar, prior_mu, prior_logvar)),
@@ -193,7 +199,7 @@ class TestElboDecomposition:
         n_extra=st.one_of(st.none(), st.integers(0, 10**6)),
         method=st.sampled_from(METHODS),
     )
-    def test_identity(self, xp, asarray, b, d, seed, n_extra, method):
+    def test_identity(self, xp, asarray, b, d, seed, n_extra, method):  # noqa: PLR0917
         # MI + TC + DWKL == mean(log q(z|x) - log p(z)), from scipy log-densities.
         rng = np.random.default_rng(seed)
         mu = rng.normal(size=(b, d)) * 3
@@ -426,7 +432,7 @@ class TestDatasetDecomposition:
         ):
             assert_close(value, ref, xp=xp, dtype=xp.float64, shape=(), rtol=1e-12)
         assert calls[-1] == (50 * num_samples, 50 * num_samples)
-        assert all(a[0] < b[0] for a, b in zip(calls, calls[1:], strict=False))
+        assert all(a[0] < b[0] for a, b in itertools.pairwise(calls))
 
     def test_float32_and_progress_bar(self, capsys):
         torch = pytest.importorskip("torch")

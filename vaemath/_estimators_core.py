@@ -110,7 +110,7 @@ def _softmax_inplace(x: Array, *, xp: Namespace) -> Array:
         import torch
 
         x = x.clamp_(min=cut).exp_()
-        return torch.nn.functional.threshold_(x, 1.5 * math.exp(cut), 0.0)
+        return torch.nn.functional.threshold(x, 1.5 * math.exp(cut), 0.0, inplace=True)
     if is_numpy_namespace(xp):
         import numpy as np
 
@@ -253,13 +253,13 @@ def backward(
     z: Array,
     mu: Array,
     logvar: Array,
+    *,
     weights: LogWeights,
     log_q: Array,
     log_qd: Array,
     joint: Array,
     grad_q: Array,
     grad_qd: Array,
-    *,
     xp: Namespace,
     rows: int | None = None,
 ) -> tuple[Array, Array, Array]:

@@ -20,7 +20,7 @@ __all__ = ["log_aggregate_torch"]
 
 class _LogAggregate(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         z: torch.Tensor,
         mu: torch.Tensor,
@@ -35,14 +35,15 @@ class _LogAggregate(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, grad_q: torch.Tensor, grad_qd: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         z, mu, logvar, lq, lqd, joint = ctx.saved_tensors
         xp = array_namespace(z)
         gz, gmu, glv = core.backward(
-            z, mu, logvar, ctx.weights, lq, lqd, joint, grad_q, grad_qd, xp=xp
-        )
+            z, mu, logvar, weights=ctx.weights, log_q=lq, log_qd=lqd, joint=joint,
+            grad_q=grad_q, grad_qd=grad_qd, xp=xp,
+        )  # fmt: skip
         needs = ctx.needs_input_grad
         return (
             gz if needs[0] else None,
