@@ -69,7 +69,9 @@ class LogWeights(NamedTuple):
 def tile_shape(m: int, n: int, d: int, rows: int | None = None) -> tuple[int, int]:
     """Rows ``b`` and latent dimensions ``k`` of one work tile."""
     if rows is None:
-        rows = max(1, min(m, _TILE_ELEMENTS // max(n, 1)))
+        # At least 8 rows: with N in the tens of thousands, fewer rows per tile
+        # would make the per-call overhead of the array library dominate.
+        rows = max(8, min(m, _TILE_ELEMENTS // max(n, 1)))
     rows = max(1, min(m, rows))
     dims = max(1, min(d, _TILE_ELEMENTS // (rows * max(n, 1))))
     return rows, dims
