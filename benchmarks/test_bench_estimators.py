@@ -81,7 +81,7 @@ def _run(benchmark, fn, b, d, *, grad, rounds):
         if grad:
             (mi + tc + dw).backward()
             mu.grad = logvar.grad = None
-        return float(mi + tc + dw)
+        return float((mi + tc + dw).detach())
 
     benchmark.pedantic(step, rounds=rounds, warmup_rounds=1 if rounds > 1 else 0)
 
