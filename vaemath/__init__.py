@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ._estimators import (
     ElboDecomposition,
-    dataset_decomposition,
     dimensionwise_kl,
     elbo_decomposition,
     log_aggregate_posterior,
@@ -18,6 +17,7 @@ from ._estimators import (
     mutual_information,
     total_correlation,
 )
+from ._estimators_dataset import dataset_decomposition
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
 
 __all__ = [
