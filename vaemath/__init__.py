@@ -8,12 +8,30 @@ on NumPy, PyTorch, JAX and any other conforming library.
 
 from __future__ import annotations
 
+from ._estimators import (
+    ElboDecomposition,
+    dimensionwise_kl,
+    elbo_decomposition,
+    log_aggregate_posterior,
+    log_marginal_aggregate_posterior,
+    mutual_information,
+    total_correlation,
+)
+from ._estimators_dataset import dataset_decomposition
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
 
 __all__ = [
+    "ElboDecomposition",
+    "dataset_decomposition",
+    "dimensionwise_kl",
+    "elbo_decomposition",
     "gaussian_kl",
     "gaussian_log_density",
+    "log_aggregate_posterior",
+    "log_marginal_aggregate_posterior",
+    "mutual_information",
     "mvn_kl",
+    "total_correlation",
 ]
 
 __version__ = "0.1.0"
