@@ -198,7 +198,7 @@ class TestElboDecomposition:
         n_extra=st.one_of(st.none(), st.integers(0, 10**6)),
         method=st.sampled_from(METHODS),
     )
-    def test_identity(self, xp, asarray, b, d, seed, n_extra, method):  # noqa: PLR0917
+    def test_identity(self, xp, asarray, b, d, seed, n_extra, method):
         # MI + TC + DWKL == mean(log q(z|x) - log p(z)), from scipy log-densities.
         if "jax" in xp.__name__:
             pytest.skip("eager JAX recompiles every op for each new shape (~4 s per example)")
