@@ -282,8 +282,10 @@ def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
         else (_LOG_2PI_HI32, _LOG_2PI_LO32)
     )
     with quiet(xp):
-        # Scaled before squaring: no 0 * inf, no underflow of (z - mu)^2.
-        scaled = _scale(z - mu, xp.exp(-0.5 * logvar), xp=xp)
+        # (z - mu) e^(-v/2), scaled before squaring (no 0 * inf, no underflow
+        # of (z - mu)^2) and halved before subtracting (z - mu may overflow
+        # where the scaled value does not); both halvings are exact.
+        scaled = _scale(0.5 * z - 0.5 * mu, 2.0 * xp.exp(-0.5 * logvar), xp=xp)
         out = -(0.5 * ((logvar + hi) + lo) + scaled * (0.5 * scaled))
         return out if work == dtype else xp.astype(out, dtype)
 
