@@ -9,11 +9,17 @@ on NumPy, PyTorch, JAX and any other conforming library.
 from __future__ import annotations
 
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
+from ._mmd import imq_kernel, mmd2, mmd2_gaussian_prior, mmd2_linear, rbf_kernel
 
 __all__ = [
     "gaussian_kl",
     "gaussian_log_density",
+    "imq_kernel",
+    "mmd2",
+    "mmd2_gaussian_prior",
+    "mmd2_linear",
     "mvn_kl",
+    "rbf_kernel",
 ]
 
 __version__ = "0.1.0"
