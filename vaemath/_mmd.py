@@ -119,6 +119,17 @@ def _resolve_scales(
     return [xp.sqrt(med) if kind == "rbf" else med]
 
 
+def _kernel_distances(x: Array, y: Array, *, xp: Namespace) -> Array:
+    """Squared distances for a returned Gram matrix; an exact 0 diagonal when ``y is x``."""
+    same = y is x
+    xc, yc = pooled_centre(x, y, xp=xp)
+    d = squared_distances(xc, xc if same else yc, xp=xp)
+    if same:
+        eye = xp.eye(x.shape[0], dtype=d.dtype, device=device(d))
+        d = xp.where(eye > 0, xp.zeros_like(d), d)
+    return d
+
+
 # -- kernels ------------------------------------------------------------------------
 
 
@@ -172,8 +183,7 @@ def rbf_kernel(x: Array, y: Array, bandwidth: float | Sequence[float]) -> Array:
     if isinstance(scales, str):
         msg = '`bandwidth` must be a positive float or a sequence of them; "median" is mmd2 only'
         raise ValueError(msg)
-    xc, yc = pooled_centre(x, y, xp=xp)
-    d = squared_distances(xc, yc, xp=xp)
+    d = _kernel_distances(x, y, xp=xp)
     out = xp.exp(d * (-0.5 / scales[0] ** 2))
     for h in scales[1:]:
         out = out + xp.exp(d * (-0.5 / h**2))
@@ -223,8 +233,7 @@ def imq_kernel(x: Array, y: Array, scale: float | Sequence[float]) -> Array:
     if isinstance(scales, str):
         msg = '`scale` must be a positive float or a sequence of them; "median" is mmd2 only'
         raise ValueError(msg)
-    xc, yc = pooled_centre(x, y, xp=xp)
-    d = squared_distances(xc, yc, xp=xp)
+    d = _kernel_distances(x, y, xp=xp)
     out = scales[0] / (scales[0] + d)
     for c in scales[1:]:
         out = out + c / (c + d)
