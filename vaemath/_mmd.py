@@ -160,6 +160,11 @@ def rbf_kernel(x: Array, y: Array, bandwidth: float | Sequence[float]) -> Array:
         If the samples are not 2-D, their feature dimensions differ, or a
         bandwidth is not positive.
 
+    See Also
+    --------
+    imq_kernel : The inverse multiquadratic kernel.
+    mmd2 : MMD² estimates without forming the Gram matrices.
+
     Notes
     -----
     Squared distances are :math:`\lVert x\rVert^2 + \lVert y\rVert^2 - 2 x y^\top`
@@ -218,6 +223,11 @@ def imq_kernel(x: Array, y: Array, scale: float | Sequence[float]) -> Array:
         If the samples are not 2-D, their feature dimensions differ, or a
         scale is not positive.
 
+    See Also
+    --------
+    rbf_kernel : The Gaussian kernel.
+    mmd2 : MMD² estimates without forming the Gram matrices.
+
     Examples
     --------
     >>> import numpy as np
@@ -275,6 +285,10 @@ def mmd2(
 ) -> Array:
     r"""Squared maximum mean discrepancy between two samples.
 
+    The quadratic-time U-statistic (unbiased) or V-statistic (biased) of
+    Gretton et al. (2012), for the RBF or IMQ kernel (single or multi-scale)
+    or any kernel given as a callable. No ``(n, m, D)`` array is formed.
+
     Parameters
     ----------
     x : array of shape ``(n, D)``
@@ -304,6 +318,11 @@ def mmd2(
         Samples not 2-D, different feature dimensions, a non-positive
         bandwidth, an unknown kernel name, fewer than 2 samples in ``x`` or
         ``y`` for the unbiased estimator (1 for the biased one).
+
+    See Also
+    --------
+    mmd2_linear : Linear-time estimator for very large samples.
+    mmd2_gaussian_prior : Against a diagonal Gaussian, without prior samples.
 
     Notes
     -----
@@ -399,6 +418,9 @@ def mmd2_linear(
 ) -> Array:
     r"""Linear-time unbiased estimate of MMD² (Gretton et al. 2012, Lemma 14).
 
+    Averages the kernel statistic over disjoint pairs of samples: one pass,
+    :math:`O(nD)` time and memory, for batches too large for :func:`mmd2`.
+
     Parameters
     ----------
     x, y : array of shape ``(n, D)``
@@ -418,6 +440,10 @@ def mmd2_linear(
     ValueError
         Samples not 2-D or of different shapes, fewer than 2 samples, a
         non-positive bandwidth, an unknown kernel name.
+
+    See Also
+    --------
+    mmd2 : The quadratic-time estimators (lower variance).
 
     Notes
     -----
@@ -476,6 +502,10 @@ def mmd2_gaussian_prior(
 ) -> Array:
     r"""MMD² between a sample and a diagonal Gaussian, with no prior samples (RBF kernel).
 
+    The InfoVAE / WAE regulariser against the prior :math:`\mathcal N(m,
+    \mathrm{diag}(s^2))`: the expectations over the prior are computed in
+    closed form, only the sample-sample term is estimated.
+
     Parameters
     ----------
     x : array of shape ``(n, D)``
@@ -504,6 +534,10 @@ def mmd2_gaussian_prior(
     ValueError
         ``x`` not 2-D, prior shapes that do not broadcast to ``(D,)``, a
         non-positive bandwidth, fewer than 2 samples for ``unbiased=True``.
+
+    See Also
+    --------
+    mmd2 : The two-sample estimators, e.g. against prior samples.
 
     Notes
     -----
