@@ -436,6 +436,21 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys
     import numpy as np
+
+
+    def peak_kib():
+        # VmHWM belongs to this process image; ru_maxrss can carry over the
+        # RSS of the forked parent (pytest) across exec on Linux.
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
     backend = sys.argv[1]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4096, 128), dtype=np.float32)
@@ -444,10 +459,11 @@ MEMORY_SCRIPT = textwrap.dedent(
         import torch
         x, y = torch.from_numpy(x), torch.from_numpy(y)
     import vaemath
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    vaemath.mmd2(x[:8], y[:8])  # first-call allocations (thread pools, ...)
+    before = peak_kib()
     value = vaemath.mmd2(x, y, bandwidth=[4.0, 16.0])
     value = vaemath.mmd2(x, y, kernel="imq", bandwidth=256.0, unbiased=False)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_kib()
     print(before, after, float(value))
     """
 )
@@ -458,8 +474,9 @@ class TestMemory:
     def test_ceiling_4096x128_float32(self, library):
         pytest.importorskip(library)
         # An (n, m, D) expansion needs 4096 * 4096 * 128 * 4 B = 8 GiB per
-        # temporary; the Gram trick itself never needs more than one
-        # (n, m) float32 block (64 MiB). Chunked, not even that.
+        # temporary and three full (n, m) float32 Gram blocks need 192 MiB;
+        # chunked, the growth is a few 4 MiB chunks (measured: numpy 24 MiB,
+        # torch 47 MiB including its allocator's cache).
         result = subprocess.run(
             [sys.executable, "-c", MEMORY_SCRIPT, library],
             capture_output=True,
@@ -468,8 +485,8 @@ class TestMemory:
             timeout=120,
         )
         before, after, value = result.stdout.split()
-        growth_mib = (int(after) - int(before)) / 1024  # ru_maxrss is KiB on Linux
-        assert growth_mib < 64, growth_mib
+        growth_mib = (int(after) - int(before)) / 1024  # KiB
+        assert growth_mib < 100, growth_mib
         assert int(after) / 1024 < 1024  # whole process, imports included
         assert float(value) >= 0.0
 
