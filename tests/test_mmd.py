@@ -222,6 +222,15 @@ class TestMMD2:
         expected = mmd2_ref(x.astype(np.float32), y.astype(np.float32), "rbf", 1.5, unbiased)
         assert_close(got, expected, xp=xp, dtype=xp.float32, shape=(), rtol=0, atol=2e-6)
 
+    def test_float32_far_from_origin(self, xp, asarray):
+        # Same data as TestRbfKernel.test_float32_cancellation: the pooled
+        # centring keeps the float32 estimate at float32 rounding.
+        rng = np.random.default_rng(1)
+        x = (1000.0 + 0.05 * rng.normal(size=(40, 8))).astype(np.float32)
+        y = (1000.0 + 0.05 * rng.normal(size=(30, 8))).astype(np.float32)
+        got = mmd2(asarray(x), asarray(y), bandwidth=0.1)
+        assert_close(got, mmd2_ref(x, y, "rbf", 0.1, True), xp=xp, rtol=0, atol=1e-6)
+
     def test_chunked(self, xp, asarray, monkeypatch):
         # Force many small chunks (and ragged ones) through the symmetric and
         # rectangular block sums.
