@@ -503,7 +503,7 @@ class TestMemory:
 # -- the sample-free prior term -----------------------------------------------------------
 
 
-def gauss_hermite_expectations(x: np.ndarray, mu, var, h: float, order: int = 40):
+def gauss_hermite_expectations(x: np.ndarray, mu, var, h: float, order: int = 60):
     """E_y k(x_i, y) and E k(y, y') by tensor Gauss-Hermite quadrature (D <= 2)."""
     nodes, weights = np.polynomial.hermite_e.hermegauss(order)  # weight exp(-t^2 / 2)
     weights = weights / weights.sum()

@@ -9,7 +9,8 @@ on NumPy, PyTorch, JAX and any other conforming library.
 from __future__ import annotations
 
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
-from ._mmd import imq_kernel, mmd2, mmd2_gaussian_prior, mmd2_linear, rbf_kernel
+from ._mmd import mmd2, mmd2_gaussian_prior, mmd2_linear
+from ._mmd_kernels import imq_kernel, rbf_kernel
 
 __all__ = [
     "gaussian_kl",
