@@ -236,7 +236,7 @@ class TestMMD2:
         # rectangular block sums.
         import vaemath._mmd_core as core
 
-        monkeypatch.setattr(core, "_CHUNK_ELEMENTS", 37)
+        monkeypatch.setattr(core, "_CHUNK_ELEMENTS", 150)
         rng = np.random.default_rng(2)
         x, y = rng.normal(size=(29, 3)), rng.normal(size=(19, 3)) + 0.5
         for kernel, bw in (("rbf", [0.7, 2.0]), ("imq", 3.0)):
@@ -291,11 +291,12 @@ class TestMMD2:
 
     @HYPOTHESIS
     @given(
+        # Few distinct shapes: each new shape costs JAX a compilation.
         x=hnp.arrays(
-            np.float64, st.tuples(st.integers(1, 6), st.just(2)), elements=st.floats(-5, 5)
+            np.float64, st.tuples(st.sampled_from([1, 5]), st.just(2)), elements=st.floats(-5, 5)
         ),
         y=hnp.arrays(
-            np.float64, st.tuples(st.integers(1, 6), st.just(2)), elements=st.floats(-5, 5)
+            np.float64, st.tuples(st.sampled_from([1, 4]), st.just(2)), elements=st.floats(-5, 5)
         ),
         bandwidth=st.floats(0.2, 5.0),
     )
@@ -320,7 +321,7 @@ class TestMMD2:
         cov2 = np.array([[0.6, -0.2], [-0.2, 1.2]])
         l1, l2 = np.linalg.cholesky(cov1), np.linalg.cholesky(cov2)
         h = 1.2
-        reps = 300
+        reps = 200
         draws = np.empty(reps)
         for r in range(reps):
             x = mu1 + rng.normal(size=(n, 2)) @ l1.T
@@ -568,7 +569,7 @@ class TestMMD2GaussianPrior:
         rng = np.random.default_rng(8)
         a, b = np.array([0.4, -0.2, 0.1]), np.array([0.5, 1.5, 0.8])
         mu, var = np.array([0.0, 0.1, -0.1]), np.array([1.0, 0.7, 1.3])
-        h, reps, n = 1.1, 400, 16
+        h, reps, n = 1.1, 250, 16
         draws = np.array(
             [
                 float(

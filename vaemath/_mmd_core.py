@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._lib._compat import device, is_numpy_namespace, is_torch_namespace
+from ._lib._compat import device, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 from ._lib._helpers import Array, Namespace
 
 # Entries of one chunk of a Gram block (float32: 4 MiB): the chunk stays in the
@@ -152,6 +152,10 @@ def block_sum(
         a, b = _augment(x, y, kind, 1.0, xp=xp)
         # Base product: -d / 2 (rbf) or d (imq); each scale divides it.
         per_chunk = [(s * s) if kind == "rbf" else s for s in scales]
+    if is_jax_namespace(xp):  # pragma: no cover - exercised only where jax is installed
+        # Every new chunk shape costs JAX a compilation: keep the chunks of a
+        # self block rectangular (same shape each time) instead of triangular.
+        symmetric = False
     bt = xp.matrix_transpose(b)
     n, m = a.shape[0], b.shape[0]
     rows = max(1, _CHUNK_ELEMENTS // max(m, 1))
