@@ -19,6 +19,8 @@ from ._estimators import (
 )
 from ._estimators_dataset import dataset_decomposition
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
+from ._mmd import mmd2, mmd2_gaussian_prior, mmd2_linear
+from ._mmd_kernels import imq_kernel, rbf_kernel
 
 __all__ = [
     "ElboDecomposition",
@@ -27,10 +29,15 @@ __all__ = [
     "elbo_decomposition",
     "gaussian_kl",
     "gaussian_log_density",
+    "imq_kernel",
     "log_aggregate_posterior",
     "log_marginal_aggregate_posterior",
+    "mmd2",
+    "mmd2_gaussian_prior",
+    "mmd2_linear",
     "mutual_information",
     "mvn_kl",
+    "rbf_kernel",
     "total_correlation",
 ]
 
