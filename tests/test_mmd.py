@@ -207,7 +207,7 @@ class TestMMD2:
             pytest.param("imq", [0.8, 8.0], id="imq multi-scale"),
         ],
     )
-    def test_matches_brute_force(  # noqa: PLR0917
+    def test_matches_brute_force(
         self, xp, asarray, samples, kernel, bandwidth, unbiased
     ):
         x, y = samples
