@@ -207,9 +207,7 @@ class TestMMD2:
             pytest.param("imq", [0.8, 8.0], id="imq multi-scale"),
         ],
     )
-    def test_matches_brute_force(
-        self, xp, asarray, samples, kernel, bandwidth, unbiased
-    ):
+    def test_matches_brute_force(self, xp, asarray, samples, kernel, bandwidth, unbiased):
         x, y = samples
         got = mmd2(asarray(x), asarray(y), kernel=kernel, bandwidth=bandwidth, unbiased=unbiased)
         expected = mmd2_ref(x, y, kernel, bandwidth, unbiased)

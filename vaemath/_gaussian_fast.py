@@ -73,6 +73,20 @@ _TAYLOR64 = _taylor(15)
 _SCALARS: dict[tuple[Any, Any], tuple[Any, ...]] = {}
 
 
+class _DMax(dict):
+    """log(finfo(dtype).max) - 1, per torch dtype, computed on first use."""
+
+    def __missing__(self, dtype: Any) -> float:
+        import torch
+
+        value = math.log(torch.finfo(dtype).max) - 1.0
+        self[dtype] = value
+        return value
+
+
+_D_MAX = _DMax()
+
+
 def _coefficient_tensors(like: Any) -> tuple[Any, ...]:
     """0-d tensors of the polynomial coefficients, cached per dtype/device."""
     import torch
@@ -90,10 +104,14 @@ def _torch_forward(mu: Any, logvar: Any) -> Any:
     import torch
 
     coef = _coefficient_tensors(logvar)
-    # e^d overflows for d > log(max) although e^d / 2 may not: evaluate at
-    # min(d, d_max) and scale by exp(max(d, d_max) - d_max) (1 almost always).
-    d_max = math.log(torch.finfo(logvar.dtype).max) - 1.0
-    d = logvar.clamp(max=d_max)
+    # e^d overflows for d > log(max) although e^d / 2 may not: there, evaluate
+    # at min(d, d_max) and scale by exp(max(d, d_max) - d_max). On CPU that
+    # slower path is taken only when some logvar exceeds d_max (one reduction;
+    # NaN compares False and propagates anyway); elsewhere always, to avoid a
+    # device-to-host synchronisation.
+    d_max = _D_MAX[logvar.dtype]
+    overflow = logvar.device.type != "cpu" or bool(torch.any(logvar > d_max))
+    d = logvar.clamp(max=d_max) if overflow else logvar
     p = torch.addcmul(coef[-2], d, coef[-1])
     for c in coef[-3::-1]:
         torch.addcmul(c, p, d, out=p)  # Horner step p = c + p d, in place
@@ -101,11 +119,11 @@ def _torch_forward(mu: Any, logvar: Any) -> Any:
     p.mul_(q)  # h(d) = d^2 g(d) for |d| < T
     e = torch.expm1(d)
     e.sub_(d).mul_(0.5)  # h(d) = (expm1(d) - d) / 2 for |d| >= T
-    torch.where(q < _SWITCH2, p, e, out=e)
-    e.mul_(logvar.clamp(min=d_max).sub_(d_max).exp_())
-    shape = torch.broadcast_shapes(mu.shape, logvar.shape)
-    if tuple(e.shape) != tuple(shape):
-        e = e.expand(shape).clone()
+    torch.where(torch.lt(q, coef[-1].new_tensor(_SWITCH2)), p, e, out=e)
+    if overflow:
+        e.mul_(logvar.clamp(min=d_max).sub_(d_max).exp_())
+    if e.shape != mu.shape:
+        e = e.expand(torch.broadcast_shapes(e.shape, mu.shape)).clone()
     return e.addcmul_(mu, mu, value=0.5)
 
 
