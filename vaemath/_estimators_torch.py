@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat.torch as xp_torch
 import torch
 
 from . import _estimators_core as core
-from ._lib._compat import array_namespace
 
 __all__ = ["log_aggregate_torch"]
 
@@ -27,7 +27,7 @@ class _LogAggregate(torch.autograd.Function):
         logvar: torch.Tensor,
         weights: core.LogWeights,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        xp = array_namespace(z)
+        xp = xp_torch
         lq, lqd, joint = core.forward(z, mu, logvar, weights, xp=xp, keep_joint=True)
         ctx.save_for_backward(z, mu, logvar, lq, lqd, joint)
         ctx.weights = weights
@@ -39,7 +39,7 @@ class _LogAggregate(torch.autograd.Function):
         ctx: Any, grad_q: torch.Tensor, grad_qd: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         z, mu, logvar, lq, lqd, joint = ctx.saved_tensors
-        xp = array_namespace(z)
+        xp = xp_torch
         gz, gmu, glv = core.backward(
             z, mu, logvar, weights=ctx.weights, log_q=lq, log_qd=lqd, joint=joint,
             grad_q=grad_q, grad_qd=grad_qd, xp=xp,
@@ -60,5 +60,5 @@ def log_aggregate_torch(
     if torch.is_grad_enabled() and (z.requires_grad or mu.requires_grad or logvar.requires_grad):
         lq, lqd = _LogAggregate.apply(z, mu, logvar, weights)
         return lq, lqd
-    lq, lqd, _ = core.forward(z, mu, logvar, weights, xp=array_namespace(z))
+    lq, lqd, _ = core.forward(z, mu, logvar, weights, xp=xp_torch)
     return lq, lqd
