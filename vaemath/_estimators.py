@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from . import _estimators_core as core
 from ._gaussian import gaussian_log_density
 from ._lib._compat import is_torch_namespace
-from ._lib._helpers import Array, Namespace, broadcast_shapes, check_choice, resolve
+from ._lib._helpers import Array, Namespace, broadcast_shapes, check_choice, numpy_quiet, resolve
 
 __all__ = [
     "ElboDecomposition",
@@ -200,6 +200,7 @@ _PARAMS = r"""
         ``dataset_size`` is ``None``."""
 
 
+@numpy_quiet
 def log_aggregate_posterior(
     z: Array,
     mu: Array,
@@ -264,6 +265,7 @@ def log_aggregate_posterior(
     return _log_q(z, mu, logvar, weights, xp=xp)[0]
 
 
+@numpy_quiet
 def log_marginal_aggregate_posterior(
     z: Array,
     mu: Array,
@@ -324,6 +326,7 @@ def log_marginal_aggregate_posterior(
     return _log_q(z, mu, logvar, weights, xp=xp)[1]
 
 
+@numpy_quiet
 def elbo_decomposition(
     z: Array,
     mu: Array,
@@ -430,6 +433,7 @@ def elbo_decomposition(
     return _decompose(log_qzx, log_pz, lq, lqd, xp=xp)
 
 
+@numpy_quiet
 def mutual_information(
     z: Array,
     mu: Array,
@@ -490,6 +494,7 @@ def mutual_information(
     return xp.mean(log_qzx - lq)
 
 
+@numpy_quiet
 def total_correlation(
     z: Array,
     mu: Array,
@@ -547,6 +552,7 @@ def total_correlation(
     return xp.mean(lq - xp.sum(lqd, axis=-1))
 
 
+@numpy_quiet
 def dimensionwise_kl(
     z: Array,
     mu: Array,

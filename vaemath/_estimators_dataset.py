@@ -14,7 +14,7 @@ from . import _estimators_core as core
 from ._estimators import ElboDecomposition, _check_prior, _decompose
 from ._gaussian import gaussian_log_density
 from ._lib._compat import device, is_torch_namespace
-from ._lib._helpers import Array, resolve
+from ._lib._helpers import Array, numpy_quiet, resolve
 
 __all__ = ["dataset_decomposition"]
 
@@ -38,6 +38,7 @@ class _ProgressBar:
         sys.stderr.flush()
 
 
+@numpy_quiet
 def dataset_decomposition(
     mu: Array,
     logvar: Array,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ._lib._compat import device
-from ._lib._helpers import Array, Namespace, broadcast_shapes, check_choice, resolve
+from ._lib._helpers import Array, Namespace, broadcast_shapes, check_choice, numpy_quiet, resolve
 from ._mmd_core import block_sum, pooled_centre
 from ._mmd_kernels import (
     _KERNELS,
@@ -47,6 +47,7 @@ def _callable_sums(
     return xp.sum(kxx), trace_x, xp.sum(kyy), trace_y, xp.sum(kxy)
 
 
+@numpy_quiet
 def mmd2(
     x: Array,
     y: Array,
@@ -181,6 +182,7 @@ def _rowwise_kernel(
     return out
 
 
+@numpy_quiet
 def mmd2_linear(
     x: Array,
     y: Array,
@@ -264,6 +266,7 @@ def mmd2_linear(
     return xp.mean(h)
 
 
+@numpy_quiet
 def mmd2_gaussian_prior(
     x: Array,
     prior_mu: Array | float = 0.0,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._lib._compat import device, is_jax_namespace, is_torch_namespace
-from ._lib._helpers import Array, Namespace, check_choice, resolve
+from ._lib._helpers import Array, Namespace, check_choice, numpy_quiet, resolve
 from ._mmd_core import pooled_centre, squared_distances
 
 __all__ = ["imq_kernel", "rbf_kernel"]
@@ -133,6 +133,7 @@ def _kernel_distances(x: Array, y: Array, *, xp: Namespace) -> Array:
 # -- kernels ------------------------------------------------------------------------
 
 
+@numpy_quiet
 def rbf_kernel(x: Array, y: Array, bandwidth: float | Sequence[float]) -> Array:
     r"""Gaussian (RBF) kernel Gram matrix.
 
@@ -195,6 +196,7 @@ def rbf_kernel(x: Array, y: Array, bandwidth: float | Sequence[float]) -> Array:
     return out
 
 
+@numpy_quiet
 def imq_kernel(x: Array, y: Array, scale: float | Sequence[float]) -> Array:
     r"""Inverse multiquadratic kernel Gram matrix (the WAE kernel).
 

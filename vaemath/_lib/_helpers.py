@@ -12,10 +12,11 @@ pytorch/pytorch#170819).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ._compat import (
     array_namespace,
@@ -36,6 +37,7 @@ __all__ = [
     "broadcast_shapes",
     "check_choice",
     "logsumexp",
+    "numpy_quiet",
     "quiet",
     "resolve",
     "working_dtype",
@@ -257,6 +259,32 @@ def quiet(xp: Namespace) -> contextlib.AbstractContextManager[object]:
 
         return np.errstate(all="ignore")
     return contextlib.nullcontext()
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def numpy_quiet(fn: _F) -> _F:
+    """Run ``fn`` under ``np.errstate(all="ignore")`` when given NumPy-backed arrays.
+
+    Overflow to inf and NaN propagation are part of the documented behaviour
+    (NaN in gives NaN out); they should not surface as RuntimeWarnings. The
+    check is by type only, so traced torch / JAX calls are unaffected.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if any(
+            type(a).__module__.startswith(("numpy", "array_api_strict"))
+            for a in (*args, *kwargs.values())
+        ):
+            import numpy as np
+
+            with np.errstate(all="ignore"):
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def broadcast_shapes(shapes: dict[str, tuple[int | None, ...]]) -> tuple[int | None, ...]:
