@@ -76,14 +76,15 @@ class TestGettingStarted:
         assert result.failed == 0
 
 
-class TestAccuracyScript:
-    @pytest.fixture(scope="class")
-    def accuracy(self) -> ModuleType:
-        pytest.importorskip("torch")
-        pytest.importorskip("mpmath")
-        pytest.importorskip("matplotlib")
-        return _load_script("accuracy")
+@pytest.fixture(scope="module")
+def accuracy() -> ModuleType:
+    pytest.importorskip("torch")
+    pytest.importorskip("mpmath")
+    pytest.importorskip("matplotlib")
+    return _load_script("accuracy")
 
+
+class TestAccuracyScript:
     @pytest.mark.parametrize(
         ("computed", "exact", "dtype", "expected"),
         [
