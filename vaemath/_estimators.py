@@ -54,7 +54,12 @@ class ElboDecomposition:
     @property
     def kl(self) -> Array:
         """Their sum, the estimate of :math:`E_x[\\mathrm{KL}(q(z|x) \\| p(z))]`."""
-        return self.mutual_information + self.total_correlation + self.dimensionwise_kl
+        return _sum_terms(self.mutual_information, self.total_correlation, self.dimensionwise_kl)
+
+
+@numpy_quiet
+def _sum_terms(a: Array, b: Array, c: Array) -> Array:
+    return a + b + c
 
 
 # -- validation and weights ---------------------------------------------------------
