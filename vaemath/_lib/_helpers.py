@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
@@ -264,6 +265,16 @@ def quiet(xp: Namespace) -> contextlib.AbstractContextManager[object]:
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def _numpy_backed_types() -> tuple[type, ...]:
+    """NumPy's array types, plus array-api-strict's if it has been imported."""
+    import numpy as np
+
+    strict = sys.modules.get("array_api_strict")
+    if strict is None:
+        return (np.ndarray, np.generic)
+    return (np.ndarray, np.generic, strict.Array)
+
+
 def numpy_quiet(fn: _F) -> _F:
     """Run ``fn`` under ``np.errstate(all="ignore")`` when given NumPy-backed arrays.
 
@@ -274,10 +285,7 @@ def numpy_quiet(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if any(
-            type(a).__module__.startswith(("numpy", "array_api_strict"))
-            for a in (*args, *kwargs.values())
-        ):
+        if any(isinstance(a, _numpy_backed_types()) for a in (*args, *kwargs.values())):
             import numpy as np
 
             with np.errstate(all="ignore"):
