@@ -269,7 +269,7 @@ def _numpy_backed_types() -> tuple[type, ...]:
     """NumPy's array types, plus array-api-strict's if it has been imported."""
     import numpy as np
 
-    strict = sys.modules.get("array_api_strict")
+    strict = sys.modules.get("array_api_strict._array_object")
     if strict is None:
         return (np.ndarray, np.generic)
     return (np.ndarray, np.generic, strict.Array)
