@@ -19,12 +19,12 @@ import math
 from typing import Any
 
 from ._gaussian_fast import SWITCH, fast_kernel, poly_coefficients
-from ._lib._compat import is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from ._lib._compat import device, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 from ._lib._helpers import (
     Array,
     Namespace,
     broadcast_shapes,
-    quiet,
+    numpy_quiet,
     resolve,
     working_dtype,
 )
@@ -97,6 +97,7 @@ def _two_diff(a: Array, b: Array, *, xp: Namespace) -> tuple[Array, Array]:
 # -- public functions ------------------------------------------------------------
 
 
+@numpy_quiet
 def gaussian_kl(
     mu: Array,
     logvar: Array,
@@ -176,10 +177,9 @@ def gaussian_kl(
         work = working_dtype(xp, dtype)
         if work != dtype:
             mu, logvar = xp.astype(mu, work), xp.astype(logvar, work)
-        with quiet(xp):
-            half_var_term, _, scale = _half_expm1mx(logvar, xp=xp)
-            out = half_var_term * scale + mu * (0.5 * mu)
-            return out if work == dtype else xp.astype(out, dtype)
+        half_var_term, _, scale = _half_expm1mx(logvar, xp=xp)
+        out = half_var_term * scale + mu * (0.5 * mu)
+        return out if work == dtype else xp.astype(out, dtype)
     xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
         {
             "mu": mu,
@@ -197,9 +197,8 @@ def gaussian_kl(
         mu, logvar, prior_mu, prior_logvar = (
             xp.astype(a, work) for a in (mu, logvar, prior_mu, prior_logvar)
         )
-    with quiet(xp):
-        out = _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
-        return out if work == dtype else xp.astype(out, dtype)
+    out = _kl_diag_diag(mu, logvar, prior_mu, prior_logvar, xp=xp)
+    return out if work == dtype else xp.astype(out, dtype)
 
 
 def _kl_diag_diag(
@@ -236,6 +235,7 @@ def _kl_diag_diag(
     return var_term + mean_term
 
 
+@numpy_quiet
 def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
     r"""Elementwise log-density of a Gaussian in log-variance form.
 
@@ -292,15 +292,15 @@ def gaussian_log_density(z: Array, mu: Array, logvar: Array) -> Array:
         if _is_wide(logvar.dtype, xp)
         else (_LOG_2PI_HI32, _LOG_2PI_LO32)
     )
-    with quiet(xp):
-        # (z - mu) e^(-v/2), scaled before squaring (no 0 * inf, no underflow
-        # of (z - mu)^2) and halved before subtracting (z - mu may overflow
-        # where the scaled value does not); both halvings are exact.
-        scaled = _scale(0.5 * z - 0.5 * mu, 2.0 * xp.exp(-0.5 * logvar), xp=xp)
-        out = -(0.5 * ((logvar + hi) + lo) + scaled * (0.5 * scaled))
-        return out if work == dtype else xp.astype(out, dtype)
+    # (z - mu) e^(-v/2), scaled before squaring (no 0 * inf, no underflow
+    # of (z - mu)^2) and halved before subtracting (z - mu may overflow
+    # where the scaled value does not); both halvings are exact.
+    scaled = _scale(0.5 * z - 0.5 * mu, 2.0 * xp.exp(-0.5 * logvar), xp=xp)
+    out = -(0.5 * ((logvar + hi) + lo) + scaled * (0.5 * scaled))
+    return out if work == dtype else xp.astype(out, dtype)
 
 
+@numpy_quiet
 def mvn_kl(
     mu: Array,
     scale_tril: Array,
@@ -378,9 +378,8 @@ def mvn_kl(
             None if a is None else xp.astype(a, work)
             for a in (mu, scale_tril, prior_mu, prior_scale_tril)
         )
-    with quiet(xp):
-        out = _kl_tril_tril(mu, scale_tril, prior_mu, prior_scale_tril, dim=dim, xp=xp)
-        return out if work == dtype else xp.astype(out, dtype)
+    out = _kl_tril_tril(mu, scale_tril, prior_mu, prior_scale_tril, dim=dim, xp=xp)
+    return out if work == dtype else xp.astype(out, dtype)
 
 
 def _kl_tril_tril(
@@ -436,8 +435,6 @@ def _is_zero(x: object) -> bool:
 
 
 def _device(x: Array) -> Any:
-    from ._lib._compat import device
-
     return device(x)
 
 

@@ -11,7 +11,6 @@ pytorch/pytorch#170819).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import sys
@@ -39,7 +38,6 @@ __all__ = [
     "check_choice",
     "logsumexp",
     "numpy_quiet",
-    "quiet",
     "resolve",
     "working_dtype",
 ]
@@ -246,20 +244,6 @@ def working_dtype(xp: Namespace, dtype: Any) -> Any:
     if (is_numpy_namespace(xp) or is_array_api_strict_namespace(xp)) and dtype == xp.float32:
         return xp.float64
     return dtype
-
-
-def quiet(xp: Namespace) -> contextlib.AbstractContextManager[object]:
-    """Silence NumPy's floating-point warnings for NumPy-backed namespaces.
-
-    Intermediate inf - inf or 0 * inf in the compensated formulas are
-    expected and handled (NaN in gives NaN out); they should not reach users
-    as RuntimeWarnings.
-    """
-    if is_numpy_namespace(xp) or is_array_api_strict_namespace(xp):
-        import numpy as np
-
-        return np.errstate(all="ignore")
-    return contextlib.nullcontext()
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
