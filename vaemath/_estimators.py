@@ -30,7 +30,8 @@ __all__ = [
     "total_correlation",
 ]
 
-_METHODS = ("mws", "mss")
+METHODS = ("mws", "mss")
+_METHODS = METHODS
 
 
 @dataclass(frozen=True)
