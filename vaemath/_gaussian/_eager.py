@@ -1,70 +1,46 @@
-"""Eager fast paths for the standard-prior :func:`vaemath.gaussian_kl`.
+"""Native eager kernels for the standard-prior :func:`vaemath.gaussian_kl`.
 
-The generic Array-API code in :mod:`vaemath._gaussian` allocates a fresh array
-for each of its ~20 elementwise steps. That is free under a compiler
-(``torch.compile``, ``jax.jit`` fuse it into one loop) but costs 3-9x the naive
-formula in eager mode, where every step is a separate pass over memory with a
-freshly faulted allocation. These kernels compute the same quantity with the
-same accuracy in few passes:
+The generic Array-API code in :mod:`._diag` allocates a fresh array for each
+of its ~20 elementwise steps. That is free under a compiler (``torch.compile``,
+``jax.jit`` fuse it into one loop) but costs several times the naive formula in
+eager mode, where every step is a separate pass over memory. These kernels
+compute the same :math:`h(d)` of :mod:`._expm1mx` (same switch, same
+coefficients) with the same accuracy in few passes; they are listed, with what
+they measured, in ``docs/_generated/fast_paths.rst`` (``docs/scripts/fast_paths.py``).
 
-* torch (eager, any device): in-place steps on two scratch tensors, the
-  polynomial branch a degree-6 minimax fit in float32, wrapped in an
-  ``autograd.Function`` whose backward is the analytic gradient written with
-  ordinary (differentiable) torch ops, so double backward works too.
-* NumPy float32: evaluated in cache-sized blocks in float64, where the plain
-  ``exp(d) - 1 - d`` is accurate for ``|d| > 3e-4`` and a two-term series
-  covers the rest; the result is then rounded once to float32 (error ~0.5 ulp).
+* torch (eager, float32/float64, any device): in-place Horner steps on two
+  scratch tensors, wrapped in an ``autograd.Function`` whose backward is the
+  analytic gradient written with ordinary (differentiable) torch ops.
+* NumPy float32: evaluated in cache-sized float64 blocks with the
+  ``WIDE_SERIES_SWITCH`` variant of :math:`h`, then rounded once to float32.
 
 Both are chosen only by type and dtype (never by values), and the generic path
-remains the reference they are tested against.
+remains the reference they are tested against (``tests/test_gaussian.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._lib._helpers import Array
+from .._lib._compat import is_numpy_namespace, is_torch_namespace
+from .._lib._helpers import Array, Namespace
+from ._expm1mx import SWITCH, WIDE_SERIES_SWITCH, poly_coefficients, taylor_coefficients
 
-__all__ = ["kl_std_numpy", "kl_std_torch", "poly_coefficients"]
+__all__ = ["eager_kl_standard"]
 
-# Minimax fit of g(d) = (e^d - 1 - d) / (2 d^2) on [-0.75, 0.75], degree 6:
-# max relative error 2.2e-8 (< 0.4 ulp of float32). Fitted with mpmath
-# references by iteratively reweighted least squares on Chebyshev nodes.
-_MINIMAX32 = (
-    0.24999999685411955,
-    0.0833333664631178,
-    0.020833417613669164,
-    0.004166244468874397,
-    0.0006940489642438055,
-    0.00010062112829112464,
-    1.2941737696080258e-05,
-)
-SWITCH = 0.75
 _SWITCH2 = SWITCH * SWITCH
 
 
-def poly_coefficients(wide: bool) -> tuple[float, ...]:
-    """Coefficients of ``g(d) = h(d) / d**2``, lowest order first.
-
-    float64: the Taylor series to degree 15 (truncation < 1e-17 relative on
-    ``|d| < 0.75``); float32 and narrower: the minimax fit above.
-    """
-    if wide:
-        return _TAYLOR64
-    return _MINIMAX32
-
-
-def _taylor(degree: int) -> tuple[float, ...]:
-    import math
-
-    return tuple(1.0 / (2.0 * math.factorial(j + 2)) for j in range(degree + 1))
-
-
-_TAYLOR64 = _taylor(15)
+def eager_kl_standard(mu: Array, logvar: Array, *, xp: Namespace) -> Array | None:
+    """The native kernel's result for namespace ``xp``, or ``None`` (use the generic path)."""
+    if is_torch_namespace(xp):
+        return _kl_std_torch(mu, logvar)
+    if is_numpy_namespace(xp):
+        return _kl_std_numpy(mu, logvar)
+    return None
 
 
 # -- torch ------------------------------------------------------------------------
@@ -168,7 +144,7 @@ def _make_function() -> Any:
     return _StandardKL
 
 
-def kl_std_torch(mu: Any, logvar: Any) -> Any | None:
+def _kl_std_torch(mu: Any, logvar: Any) -> Any | None:
     """Eager torch kernel, or ``None`` where the generic path must run.
 
     The generic path runs under ``torch.compile`` / functorch transforms (which
@@ -193,10 +169,11 @@ def kl_std_torch(mu: Any, logvar: Any) -> Any | None:
 
 # -- NumPy ------------------------------------------------------------------------
 
+_SERIES = taylor_coefficients(1)
 _BLOCK = 8192  # float64 scratch of 64 KiB per buffer: stays in L2.
 
 
-def kl_std_numpy(mu: Array, logvar: Array) -> Array | None:
+def _kl_std_numpy(mu: Array, logvar: Array) -> Array | None:
     """Blocked float32 kernel for NumPy, or ``None`` for other dtypes."""
     if mu.dtype != np.float32:
         return None
@@ -226,30 +203,18 @@ def _block64(mu: Array, logvar: Array, *, d: Array, e: Array, t: Array, small: A
     """``2 KL`` for one block, in float64 scratch (all in place); returns ``e``."""
     np.copyto(d, logvar)
     np.minimum(d, np.finfo(np.float64).max, out=d)  # +inf -> max, keeps nan
-    # (exp(d) - 1) - d: absolute error ~2e-16, i.e. < 0.01 float32 ulp of
-    # e^d - 1 - d once |d| > 3e-4.
+    # 2 h(d) = (exp(d) - 1) - d beyond WIDE_SERIES_SWITCH ...
     np.exp(d, out=e)
     e -= 1.0
     e -= d
-    # |d| < 3e-4: d^2 (1/2 + d/6), truncation d^2/12 < 1e-8 relative.
-    np.multiply(d, 1.0 / 6.0, out=t)
-    t += 0.5
+    # ... and 2 d^2 (c0 + c1 d) below it (the Taylor series of g, degree 1).
+    np.multiply(d, 2.0 * _SERIES[1], out=t)
+    t += 2.0 * _SERIES[0]
     np.square(d, out=d)
     t *= d
-    np.less(d, 9e-8, out=small)
+    np.less(d, WIDE_SERIES_SWITCH**2, out=small)
     np.copyto(e, t, where=small)
     np.copyto(d, mu)
     d *= d  # exact: a float32 squared fits in float64
     e += d
     return e
-
-
-def fast_kernel(xp: Any) -> Callable[[Any, Any], Any | None] | None:
-    """The eager kernel for namespace ``xp``, if there is one."""
-    from ._lib._compat import is_numpy_namespace, is_torch_namespace
-
-    if is_torch_namespace(xp):
-        return kl_std_torch
-    if is_numpy_namespace(xp):
-        return kl_std_numpy
-    return None
