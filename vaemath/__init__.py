@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._estimators import (
     ElboDecomposition,
+    dataset_decomposition,
     dimensionwise_kl,
     elbo_decomposition,
     log_aggregate_posterior,
@@ -17,7 +18,6 @@ from ._estimators import (
     mutual_information,
     total_correlation,
 )
-from ._estimators_dataset import dataset_decomposition
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
 from ._mmd import mmd2, mmd2_gaussian_prior, mmd2_linear
 from ._mmd_kernels import imq_kernel, rbf_kernel

@@ -44,6 +44,20 @@ def device(x: Any) -> Any:
     return _compat_device(x)
 
 
+def torch_namespace() -> ModuleType:
+    """array-api-compat's torch namespace (imports torch)."""
+    import array_api_compat.torch as xp_torch
+
+    return xp_torch
+
+
+def numpy_namespace() -> ModuleType:
+    """array-api-compat's NumPy namespace."""
+    import array_api_compat.numpy as xp_numpy
+
+    return xp_numpy
+
+
 def is_array_api_strict_namespace(xp: ModuleType) -> bool:
     """Whether ``xp`` is array-api-strict."""
     return xp.__name__ == "array_api_strict"
@@ -60,4 +74,6 @@ __all__ = [
     "is_numpy_namespace",
     "is_torch_array",
     "is_torch_namespace",
+    "numpy_namespace",
+    "torch_namespace",
 ]

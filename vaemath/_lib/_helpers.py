@@ -24,6 +24,8 @@ from ._compat import (
     is_array_api_obj,
     is_array_api_strict_namespace,
     is_numpy_namespace,
+    numpy_namespace,
+    torch_namespace,
 )
 
 Array = Any
@@ -106,13 +108,9 @@ def _known_namespace(cls: type) -> Namespace | None:
     """
     module = cls.__module__
     if module.startswith("torch") and cls.__name__ in ("Tensor", "Parameter"):
-        import array_api_compat.torch as xp_torch
-
-        return xp_torch
+        return torch_namespace()
     if cls.__name__ == "ndarray" and module == "numpy":
-        import array_api_compat.numpy as xp_numpy
-
-        return xp_numpy
+        return numpy_namespace()
     return None
 
 

@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import math
 import operator
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import _estimators_core as core
-from ._estimators import ElboDecomposition, _check_prior, _decompose
-from ._gaussian import gaussian_log_density
-from ._lib._compat import device, is_torch_namespace
-from ._lib._helpers import Array, numpy_quiet, resolve
+from .._gaussian import log_density
+from .._lib._compat import device, is_torch_namespace
+from .._lib._helpers import Array, numpy_quiet, resolve
+from .._lib._progress import Progress
+from . import _tiles
+from ._decomposition import ElboDecomposition, check_prior, decompose
+from ._weights import LogWeights
 
 __all__ = ["dataset_decomposition"]
-
-
-class _ProgressBar:
-    """A dependency-free text progress bar on stderr."""
-
-    def __init__(self, width: int = 40) -> None:
-        self.width = width
-        self.shown = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        percent = 100 * done // max(total, 1)
-        if percent == self.shown:
-            return
-        self.shown = percent
-        filled = self.width * done // max(total, 1)
-        bar = "#" * filled + "." * (self.width - filled)
-        end = "\n" if done >= total else ""
-        sys.stderr.write(f"\rdataset_decomposition [{bar}] {percent:3d}% ({done}/{total}){end}")
-        sys.stderr.flush()
 
 
 @numpy_quiet
@@ -67,7 +49,8 @@ def dataset_decomposition(
     chunk_size : int, optional
         Query rows per work tile (default: about 128 Ki elements per tile).
     progress : bool or callable, optional
-        ``True``: a text progress bar on stderr. A callable is called as
+        ``True``: a progress bar on stderr (tqdm, with ETA, on a terminal;
+        one final line elsewhere). A callable is called as
         ``progress(done, total)`` after each tile of query rows.
 
     Returns
@@ -118,7 +101,7 @@ def dataset_decomposition(
         )
         raise ValueError(msg)
     n, d = (int(s) for s in mu.shape)
-    _check_prior((n, d), prior_mu, prior_logvar)
+    check_prior((n, d), prior_mu, prior_logvar)
     samples = operator.index(num_samples)
     if samples < 1:
         msg = f"`num_samples` must be at least 1, got {samples}"
@@ -127,8 +110,9 @@ def dataset_decomposition(
         msg = f"`chunk_size` must be a positive integer or None, got {chunk_size}"
         raise ValueError(msg)
     report: Callable[[int, int], Any] | None
+    bar = None
     if progress is True:
-        report = _ProgressBar()
+        bar = report = Progress(n * samples, desc="dataset_decomposition", unit="rows")
     elif progress is None or progress is False:
         report = None
     elif callable(progress):
@@ -151,8 +135,14 @@ def dataset_decomposition(
         x = xp.broadcast_to(x, (n, d))
         return xp.concat([x] * samples, axis=0) if samples > 1 else x
 
-    weights = core.LogWeights(-math.log(n))
-    lq, lqd, _ = core.forward(z, mu, logvar, weights, xp=xp, rows=chunk_size, progress=report)
-    log_qzx = xp.sum(gaussian_log_density(z, repeat(mu), repeat(logvar)), axis=-1)
-    log_pz = xp.sum(gaussian_log_density(z, repeat(prior_mu), repeat(prior_logvar)), axis=-1)
-    return _decompose(log_qzx, log_pz, lq, lqd, xp=xp)
+    weights = LogWeights(-math.log(n))
+    try:
+        lq, lqd, _ = _tiles.forward(
+            z, mu, logvar, weights, xp=xp, rows=chunk_size, progress=report
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    log_qzx = xp.sum(log_density(z, repeat(mu), repeat(logvar), xp=xp), axis=-1)
+    log_pz = xp.sum(log_density(z, repeat(prior_mu), repeat(prior_logvar), xp=xp), axis=-1)
+    return decompose(log_qzx, log_pz, lq, lqd, xp=xp)

@@ -3,17 +3,19 @@
 Autograd would otherwise record every ``(k, b, N)`` tile of the forward pass
 (gigabytes at ``B = 4096``). The function saves only ``z``, ``mu``, ``logvar``,
 the outputs and the ``(B, B)`` joint matrix, and its backward recomputes the
-tiles with :func:`vaemath._estimators_core.backward`.
+tiles with :func:`vaemath._estimators__tiles.backward`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat.torch as xp_torch
 import torch
 
-from . import _estimators_core as core
+from .._lib._compat import torch_namespace
+
+from . import _tiles
+from ._weights import LogWeights
 
 __all__ = ["log_aggregate_torch"]
 
@@ -25,10 +27,10 @@ class _LogAggregate(torch.autograd.Function):
         z: torch.Tensor,
         mu: torch.Tensor,
         logvar: torch.Tensor,
-        weights: core.LogWeights,
+        weights: LogWeights,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        xp = xp_torch
-        lq, lqd, joint = core.forward(z, mu, logvar, weights, xp=xp, keep_joint=True)
+        xp = torch_namespace()
+        lq, lqd, joint = _tiles.forward(z, mu, logvar, weights, xp=xp, keep_joint=True)
         ctx.save_for_backward(z, mu, logvar, lq, lqd, joint)
         ctx.weights = weights
         return lq, lqd
@@ -39,8 +41,8 @@ class _LogAggregate(torch.autograd.Function):
         ctx: Any, grad_q: torch.Tensor, grad_qd: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         z, mu, logvar, lq, lqd, joint = ctx.saved_tensors
-        xp = xp_torch
-        gz, gmu, glv = core.backward(
+        xp = torch_namespace()
+        gz, gmu, glv = _tiles.backward(
             z, mu, logvar, weights=ctx.weights, log_q=lq, log_qd=lqd, joint=joint,
             grad_q=grad_q, grad_qd=grad_qd, xp=xp,
         )  # fmt: skip
@@ -54,11 +56,11 @@ class _LogAggregate(torch.autograd.Function):
 
 
 def log_aggregate_torch(
-    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, weights: core.LogWeights
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, weights: LogWeights
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log q(z_i), log q(z_id))`` with a memory-bounded backward pass."""
     if torch.is_grad_enabled() and (z.requires_grad or mu.requires_grad or logvar.requires_grad):
         lq, lqd = _LogAggregate.apply(z, mu, logvar, weights)
         return lq, lqd
-    lq, lqd, _ = core.forward(z, mu, logvar, weights, xp=xp_torch)
+    lq, lqd, _ = _tiles.forward(z, mu, logvar, weights, xp=torch_namespace())
     return lq, lqd

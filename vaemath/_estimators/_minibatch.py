@@ -1,27 +1,18 @@
 """Minibatch estimators of the ELBO's KL decomposition (Chen et al. 2018).
 
 Public names: :func:`mutual_information`, :func:`total_correlation`,
-:func:`dimensionwise_kl`, :func:`elbo_decomposition` (and its result
-:class:`ElboDecomposition`), and the per-sample :func:`log_aggregate_posterior` and
-:func:`log_marginal_aggregate_posterior`; the exact streamed evaluator
-:func:`dataset_decomposition` is in ``_estimators_dataset.py``. The tiled log-sum-exp core is in
-``_estimators_core.py``; the torch autograd adapter in ``_estimators_torch.py``.
+:func:`dimensionwise_kl`, :func:`elbo_decomposition`, and the per-sample
+:func:`log_aggregate_posterior` and :func:`log_marginal_aggregate_posterior`.
 See ``docs/estimators.rst`` for the derivations.
 """
 
 from __future__ import annotations
 
-import math
-import operator
-from dataclasses import dataclass
-
-from . import _estimators_core as core
-from ._gaussian import gaussian_log_density
-from ._lib._compat import is_torch_namespace
-from ._lib._helpers import Array, Namespace, broadcast_shapes, check_choice, numpy_quiet, resolve
+from .._gaussian import log_density
+from .._lib._helpers import Array, numpy_quiet
+from ._decomposition import ElboDecomposition, decompose, log_q, prepare
 
 __all__ = [
-    "ElboDecomposition",
     "dimensionwise_kl",
     "elbo_decomposition",
     "log_aggregate_posterior",
@@ -29,181 +20,6 @@ __all__ = [
     "mutual_information",
     "total_correlation",
 ]
-
-METHODS = ("mws", "mss")
-_METHODS = METHODS
-
-
-@dataclass(frozen=True)
-class ElboDecomposition:
-    r"""The three terms of the aggregate KL, :math:`\mathrm{KL} = I + \mathrm{TC} + \mathrm{DWKL}`.
-
-    Attributes
-    ----------
-    mutual_information : array
-        0-d estimate of :math:`I(x; z) = E[\log q(z|x) - \log q(z)]`.
-    total_correlation : array
-        0-d estimate of :math:`E[\log q(z) - \sum_d \log q(z_d)]`.
-    dimensionwise_kl : array
-        0-d estimate of :math:`\sum_d E[\log q(z_d) - \log p(z_d)]`.
-    """
-
-    mutual_information: Array
-    total_correlation: Array
-    dimensionwise_kl: Array
-
-    @property
-    def kl(self) -> Array:
-        """Their sum, the estimate of :math:`E_x[\\mathrm{KL}(q(z|x) \\| p(z))]`."""
-        return _sum_terms(self.mutual_information, self.total_correlation, self.dimensionwise_kl)
-
-
-@numpy_quiet
-def _sum_terms(a: Array, b: Array, c: Array) -> Array:
-    return a + b + c
-
-
-# -- validation and weights ---------------------------------------------------------
-
-
-def _check_latents(z: Array, mu: Array, logvar: Array) -> tuple[int, int]:
-    for name, value in (("z", z), ("mu", mu), ("logvar", logvar)):
-        if value.ndim != 2:
-            msg = f"`{name}` must have shape (B, D), got {tuple(value.shape)}"
-            raise ValueError(msg)
-    if not (tuple(z.shape) == tuple(mu.shape) == tuple(logvar.shape)):
-        msg = (
-            "`z`, `mu` and `logvar` must have the same shape (B, D), got "
-            f"{tuple(z.shape)}, {tuple(mu.shape)} and {tuple(logvar.shape)}"
-        )
-        raise ValueError(msg)
-    b, d = z.shape
-    if b < 1 or d < 1:
-        msg = f"`z` must have at least one sample and one dimension, got shape {tuple(z.shape)}"
-        raise ValueError(msg)
-    return int(b), int(d)
-
-
-def _check_prior(shape: tuple[int, int], prior_mu: Array, prior_logvar: Array) -> None:
-    shapes = {
-        "z": shape,
-        "prior_mu": tuple(prior_mu.shape),
-        "prior_logvar": tuple(prior_logvar.shape),
-    }
-    if broadcast_shapes(shapes) != shape:
-        msg = (
-            f"`prior_mu` {shapes['prior_mu']} and `prior_logvar` {shapes['prior_logvar']} "
-            f"must broadcast to the latent shape {shape}"
-        )
-        raise ValueError(msg)
-
-
-def _log_weights(batch: int, dataset_size: int | None, method: str) -> core.LogWeights:
-    """Log mixture weights of the estimate of ``q(z_i) = sum_j w_ij q(z_i | x_j)``.
-
-    ``dataset_size=None``: the batch mixture, ``w_ij = 1/B``. ``dataset_size=N``
-    (derivation in ``docs/estimators.rst``): the own component is a known term
-    of the dataset mixture, ``w_ii = 1/N``; the other ``N - 1`` points carry
-    the mass ``(N - 1)/N``, spread evenly over the ``B - 1`` other samples (MWS)
-    or over ``B - 2`` strata of ``N/(B - 1)`` points and one remainder stratum of
-    ``(N - B + 1)/(B - 1)`` points (MSS).
-    """
-    if dataset_size is None:
-        return core.LogWeights(-math.log(batch))
-    n = dataset_size
-    log_own = -math.log(n)
-    if method == "mws":
-        if n == batch:
-            return core.LogWeights(-math.log(n))
-        return core.LogWeights(math.log(n - 1) - math.log(n) - math.log(batch - 1), log_own)
-    log_next = math.log(n - batch + 1) - math.log(n) - math.log(batch - 1)
-    return core.LogWeights(-math.log(batch - 1), log_own, log_next)
-
-
-def _check_options(batch: int, dataset_size: object, method: object) -> int | None:
-    check_choice("method", method, _METHODS)
-    if dataset_size is None:
-        return None
-    if isinstance(dataset_size, bool):
-        msg = f"`dataset_size` must be an integer or None, got {dataset_size!r}"
-        raise TypeError(msg)
-    try:
-        n = operator.index(dataset_size)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"`dataset_size` must be an integer or None, got {dataset_size!r}"
-        raise TypeError(msg) from None
-    if batch < 2:
-        msg = (
-            f"a batch of at least 2 samples is needed with `dataset_size` "
-            f"(method {method!r}), got B = {batch}"
-        )
-        raise ValueError(msg)
-    if n < batch:
-        msg = f"`dataset_size` must be at least the batch size B = {batch}, got {n}"
-        raise ValueError(msg)
-    return n
-
-
-def _log_q(
-    z: Array, mu: Array, logvar: Array, weights: core.LogWeights, *, xp: Namespace
-) -> tuple[Array, Array]:
-    """``log q(z_i)`` ``(B,)`` and ``log q(z_id)`` ``(B, D)`` through the right adapter."""
-    if is_torch_namespace(xp):
-        from ._estimators_torch import log_aggregate_torch
-
-        return log_aggregate_torch(z, mu, logvar, weights)
-    lq, lqd, _ = core.forward(z, mu, logvar, weights, xp=xp)
-    return lq, lqd
-
-
-def _decompose(
-    log_qzx: Array, log_pz: Array, lq: Array, lqd: Array, *, xp: Namespace
-) -> ElboDecomposition:
-    """Batch means of the three terms from per-sample log-densities."""
-    sum_lqd = xp.sum(lqd, axis=-1)
-    return ElboDecomposition(
-        mutual_information=xp.mean(log_qzx - lq),
-        total_correlation=xp.mean(lq - sum_lqd),
-        dimensionwise_kl=xp.mean(sum_lqd - log_pz),
-    )
-
-
-def _prepare(
-    z: Array,
-    mu: Array,
-    logvar: Array,
-    *,
-    prior_mu: Array | float | None,
-    prior_logvar: Array | float | None,
-    dataset_size: int | None,
-    method: str,
-) -> tuple[Namespace, list[Array], core.LogWeights]:
-    xp, arrays = resolve(
-        {"z": z, "mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
-    )
-    batch, dim = _check_latents(*arrays[:3])
-    n = _check_options(batch, dataset_size, method)
-    if arrays[3] is not None:
-        _check_prior((batch, dim), arrays[3], arrays[4])
-    return xp, arrays, _log_weights(batch, n, method)
-
-
-# -- public API ---------------------------------------------------------------------
-
-_PARAMS = r"""
-    z : array
-        ``(B, D)`` samples, ``z[i] ~ q(z | x_i) = N(mu[i], exp(logvar[i]))``.
-    mu, logvar : array
-        ``(B, D)`` means and log-variances of the encoder posteriors.
-    dataset_size : int, optional
-        ``None`` (default): the batch is an i.i.d. sample and ``q(z)`` is the
-        mixture over the batch, :math:`\frac1B \sum_j q(z|x_j)`. ``N``: the batch
-        was drawn from a dataset of ``N >= B`` points and the target is the
-        full-dataset aggregate posterior :math:`\frac1N \sum_n q(z|x_n)`.
-    method : {"mws", "mss"}
-        Minibatch weighted or stratified sampling (Chen et al. 2018, appendix C),
-        with the weights of ``docs/estimators.rst``. The two coincide when
-        ``dataset_size`` is ``None``."""
 
 
 @numpy_quiet
@@ -265,10 +81,10 @@ def log_aggregate_posterior(
     >>> log_aggregate_posterior(mu, mu, logvar).round(4)
     array([-1.4852, -1.4852])
     """
-    xp, (z, mu, logvar, _, _), weights = _prepare(
+    xp, (z, mu, logvar, _, _), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
-    return _log_q(z, mu, logvar, weights, xp=xp)[0]
+    return log_q(z, mu, logvar, weights, xp=xp)[0]
 
 
 @numpy_quiet
@@ -326,10 +142,10 @@ def log_marginal_aggregate_posterior(
     array([[-1.4852, -0.9189],
            [-1.4852, -0.9189]])
     """
-    xp, (z, mu, logvar, _, _), weights = _prepare(
+    xp, (z, mu, logvar, _, _), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
-    return _log_q(z, mu, logvar, weights, xp=xp)[1]
+    return log_q(z, mu, logvar, weights, xp=xp)[1]
 
 
 @numpy_quiet
@@ -423,7 +239,7 @@ def elbo_decomposition(
     >>> bool(np.isclose(terms.kl, total))
     True
     """
-    xp, (z, mu, logvar, prior_mu, prior_logvar), weights = _prepare(
+    xp, (z, mu, logvar, prior_mu, prior_logvar), weights = prepare(
         z,
         mu,
         logvar,
@@ -432,11 +248,11 @@ def elbo_decomposition(
         dataset_size=dataset_size,
         method=method,
     )
-    lq, lqd = _log_q(z, mu, logvar, weights, xp=xp)
-    log_qzx = xp.sum(gaussian_log_density(z, mu, logvar), axis=-1)
-    log_pz = gaussian_log_density(z, prior_mu, prior_logvar)
+    lq, lqd = log_q(z, mu, logvar, weights, xp=xp)
+    log_qzx = xp.sum(log_density(z, mu, logvar, xp=xp), axis=-1)
+    log_pz = log_density(z, prior_mu, prior_logvar, xp=xp)
     log_pz = xp.sum(xp.broadcast_to(log_pz, tuple(z.shape)), axis=-1)
-    return _decompose(log_qzx, log_pz, lq, lqd, xp=xp)
+    return decompose(log_qzx, log_pz, lq, lqd, xp=xp)
 
 
 @numpy_quiet
@@ -492,11 +308,11 @@ def mutual_information(
     >>> round(float(mutual_information(mu, mu, np.zeros((2, 1)))), 6)  # log 2
     0.693147
     """
-    xp, (z, mu, logvar, _, _), weights = _prepare(
+    xp, (z, mu, logvar, _, _), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
-    lq, _ = _log_q(z, mu, logvar, weights, xp=xp)
-    log_qzx = xp.sum(gaussian_log_density(z, mu, logvar), axis=-1)
+    lq, _ = log_q(z, mu, logvar, weights, xp=xp)
+    log_qzx = xp.sum(log_density(z, mu, logvar, xp=xp), axis=-1)
     return xp.mean(log_qzx - lq)
 
 
@@ -551,10 +367,10 @@ def total_correlation(
     >>> abs(round(float(total_correlation(mu, mu, np.full((4, 2), -4.0))), 4))
     0.0
     """
-    xp, (z, mu, logvar, _, _), weights = _prepare(
+    xp, (z, mu, logvar, _, _), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
-    lq, lqd = _log_q(z, mu, logvar, weights, xp=xp)
+    lq, lqd = log_q(z, mu, logvar, weights, xp=xp)
     return xp.mean(lq - xp.sum(lqd, axis=-1))
 
 
@@ -613,7 +429,7 @@ def dimensionwise_kl(
     >>> round(float(dimensionwise_kl(mu, mu, np.zeros((3, 2)))), 6)
     0.0
     """
-    xp, (z, mu, logvar, prior_mu, prior_logvar), weights = _prepare(
+    xp, (z, mu, logvar, prior_mu, prior_logvar), weights = prepare(
         z,
         mu,
         logvar,
@@ -622,6 +438,6 @@ def dimensionwise_kl(
         dataset_size=dataset_size,
         method=method,
     )
-    _, lqd = _log_q(z, mu, logvar, weights, xp=xp)
-    log_pz = xp.broadcast_to(gaussian_log_density(z, prior_mu, prior_logvar), tuple(z.shape))
+    _, lqd = log_q(z, mu, logvar, weights, xp=xp)
+    log_pz = xp.broadcast_to(log_density(z, prior_mu, prior_logvar, xp=xp), tuple(z.shape))
     return xp.mean(xp.sum(lqd - log_pz, axis=-1))

@@ -43,28 +43,15 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._lib._compat import device, is_numpy_namespace, is_torch_namespace
-from ._lib._helpers import Array, Namespace
+from .._gaussian import neg_half_log_normaliser
+from .._lib._compat import device, is_numpy_namespace, is_torch_namespace
+from .._lib._helpers import Array, Namespace
+from ._weights import LogWeights
 
-__all__ = ["LogWeights", "backward", "forward", "tile_shape"]
+__all__ = ["backward", "forward", "tile_shape"]
 
 _TILE_ELEMENTS = 1 << 17
 """Elements of one ``(k, b, N)`` work tile (512 KiB in float32: stays in cache)."""
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-class LogWeights(NamedTuple):
-    """Log mixture weights ``log w_ij`` (Python floats, computed in float64)."""
-
-    log_other: float
-    log_own: float | None = None
-    log_next: float | None = None
-
-    @property
-    def uniform(self) -> bool:
-        return self.log_own is None and self.log_next is None
-
 
 def tile_shape(m: int, n: int, d: int, rows: int | None = None) -> tuple[int, int]:
     """Rows ``b`` and latent dimensions ``k`` of one work tile."""
@@ -160,8 +147,8 @@ def _log_weight_tile(
     def const(v: float) -> Array:
         return xp.asarray(v, dtype=dtype, device=dev)
 
-    rows = xp.arange(i0, i1, dtype=xp.int64, device=dev)[:, None]
-    cols = xp.arange(0, n, dtype=xp.int64, device=dev)[None, :]
+    rows = xp.arange(i0, i1, device=dev)[:, None]
+    cols = xp.arange(0, n, device=dev)[None, :]
     tile = xp.broadcast_to(const(weights.log_other), (i1 - i0, n))
     if weights.log_next is not None:
         tile = xp.where(cols == (rows + 1) % n, const(weights.log_next), tile)
@@ -175,13 +162,16 @@ class _Components(NamedTuple):
 
     mu_t: Array  # mu_jd
     neg_half_prec_t: Array  # -exp(-v_jd) / 2
-    norm_t: Array  # -(v_jd + log 2 pi) / 2 (+ a uniform log weight)
+    norm_t: Array  # -(v_jd + log 2 pi) / 2 (+ a uniform log weight), as in log_density
 
 
 def _components(mu: Array, logvar: Array, shift: float, *, xp: Namespace) -> _Components:
     mu_t = _contiguous(xp.permute_dims(mu, (1, 0)), xp=xp)
     lv_t = _contiguous(xp.permute_dims(logvar, (1, 0)), xp=xp)
-    return _Components(mu_t, -0.5 * xp.exp(-lv_t), -0.5 * lv_t + (shift - _HALF_LOG_2PI))
+    norm_t = neg_half_log_normaliser(lv_t, xp=xp)
+    if shift:
+        norm_t = norm_t + shift
+    return _Components(mu_t, -0.5 * xp.exp(-lv_t), norm_t)
 
 
 def forward(

@@ -1,0 +1,37 @@
+"""Estimators of the ELBO's KL decomposition: minibatch (MWS / MSS) and whole-dataset.
+
+Layout (each piece in one file, imported by the others):
+
+* ``_weights.py`` -- :data:`METHODS` and the MWS / MSS log mixture weights;
+* ``_tiles.py`` -- the tiled log-sum-exp engine (forward and backward), the only one;
+* ``_torch.py`` -- its torch ``autograd.Function`` adapter (bounded-memory backward);
+* ``_decomposition.py`` -- :class:`ElboDecomposition`, input checks, engine dispatch;
+* ``_minibatch.py`` -- the public minibatch estimators;
+* ``_dataset.py`` -- :func:`dataset_decomposition`, exact over a whole encoded dataset.
+"""
+
+from __future__ import annotations
+
+from ._dataset import dataset_decomposition
+from ._decomposition import ElboDecomposition
+from ._minibatch import (
+    dimensionwise_kl,
+    elbo_decomposition,
+    log_aggregate_posterior,
+    log_marginal_aggregate_posterior,
+    mutual_information,
+    total_correlation,
+)
+from ._weights import METHODS
+
+__all__ = [
+    "METHODS",
+    "ElboDecomposition",
+    "dataset_decomposition",
+    "dimensionwise_kl",
+    "elbo_decomposition",
+    "log_aggregate_posterior",
+    "log_marginal_aggregate_posterior",
+    "mutual_information",
+    "total_correlation",
+]
