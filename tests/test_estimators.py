@@ -521,3 +521,78 @@ class TestBadInput:
         lq = vaemath.log_aggregate_posterior(z, mu, logvar)
         assert np.isnan(lq[2])
         assert np.all(np.isfinite(np.delete(lq, 2)))
+
+
+class TestPaperNormaliser:
+    """The docstring's claim about the published log(B N) normaliser, checked.
+
+    A direct NumPy implementation of the published MWS estimator
+    (``logsumexp_j log q(z_i|x_j) - log(B N)``) against vaemath's MWS with
+    ``dataset_size=N``: the TC rise is ``sum_d delta_d - delta``, about
+    ``(D - 1) log N`` when other points dominate every density and
+    ``(D - 1) log B`` when the own component dominates every density.
+    """
+
+    @staticmethod
+    def paper_tc(z, mu, logvar, n):
+        from scipy.special import logsumexp
+
+        b = z.shape[0]
+        dens = -0.5 * (
+            np.log(2 * np.pi) + logvar[None] + (z[:, None] - mu[None]) ** 2 / np.exp(logvar[None])
+        )  # (B, B, D)
+        joint = logsumexp(dens.sum(-1), axis=1) - np.log(b * n)
+        marg = logsumexp(dens, axis=1) - np.log(b * n)
+        return float(np.mean(joint - marg.sum(-1)))
+
+    @pytest.mark.parametrize(
+        ("logvar_value", "spread", "regime"),
+        [
+            pytest.param(0.0, 0.1, "others", id="broad posteriors: (D-1) log N"),
+            pytest.param(-12.0, 100.0, "own", id="narrow posteriors: (D-1) log B"),
+        ],
+    )
+    def test_tc_rise(self, logvar_value, spread, regime):
+        rng = np.random.default_rng(3)
+        b, d, n = 64, 5, 100_000
+        mu = spread * rng.normal(size=(b, d))
+        logvar = np.full((b, d), logvar_value)
+        z = mu + np.exp(0.5 * logvar) * rng.normal(size=(b, d))
+        ours = float(vaemath.total_correlation(z, mu, logvar, dataset_size=n))
+        rise = self.paper_tc(z, mu, logvar, n) - ours
+        upper = np.log(b * (n - 1) / (b - 1))
+        expected = (d - 1) * (upper if regime == "others" else np.log(b))
+        assert abs(rise - expected) < 0.05 * expected, (rise, expected)
+
+
+class TestJaxDefaultPrecision:
+    """JAX as users get it by default (x64 off): float32, no dtype warnings."""
+
+    def test_estimators_with_dataset_size_no_warning(self):
+        import subprocess
+        import sys
+
+        pytest.importorskip("jax")
+        code = (
+            "import warnings; warnings.simplefilter('error');"
+            "import jax; jax.config.update('jax_enable_x64', False);"
+            "import jax.numpy as jnp, numpy as np, vaemath;"
+            "rng = np.random.default_rng(0);"
+            "mu = jnp.asarray(rng.normal(size=(16, 3)), dtype=jnp.float32);"
+            "lv = jnp.zeros((16, 3), dtype=jnp.float32);"
+            "r = vaemath.elbo_decomposition(mu, mu, lv, dataset_size=100, method='mss');"
+            "t = vaemath.total_correlation(mu, mu, lv, dataset_size=100);"
+            "k = vaemath.gaussian_kl(mu, lv);"
+            "assert r.kl.dtype == jnp.float32 and t.dtype == jnp.float32, (r.kl.dtype, t.dtype);"
+            "assert k.dtype == jnp.float32;"
+            "ref = vaemath.elbo_decomposition(np.asarray(mu, dtype=np.float64),"
+            " np.asarray(mu, dtype=np.float64), np.zeros((16, 3)), dataset_size=100, method='mss');"
+            "assert abs(float(r.kl) - float(ref.kl)) < 1e-4 * (1 + abs(float(ref.kl)));"
+            "print('ok')"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "ok"
+        assert "Explicitly requested dtype" not in out.stderr

@@ -137,9 +137,7 @@ def dataset_decomposition(
 
     weights = LogWeights(-math.log(n))
     try:
-        lq, lqd, _ = _tiles.forward(
-            z, mu, logvar, weights, xp=xp, rows=chunk_size, progress=report
-        )
+        lq, lqd, _ = _tiles.forward(z, mu, logvar, weights, xp=xp, rows=chunk_size, progress=report)
     finally:
         if bar is not None:
             bar.close()

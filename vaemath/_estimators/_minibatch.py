@@ -216,7 +216,11 @@ def elbo_decomposition(
     the other samples are drawn uniformly from the other points. The paper's
     MWS normaliser :math:`\log(BN)` gives values lower by between
     :math:`\log B` and :math:`\log\frac{B(N-1)}{B-1}` per log-density, which
-    raises the reported TC by about :math:`(D-1)\log B` (``docs/estimators.rst``).
+    raises the reported TC by :math:`\sum_d \delta_d - \delta`, each shift
+    :math:`\delta` in that range: about :math:`(D-1)\log N` where other points
+    dominate every density (broad posteriors), :math:`D \log N - \log B` where
+    only the joint is dominated by the own component, and :math:`(D-1)\log B`
+    only where every marginal is too (``docs/estimators.rst``).
     Memory is :math:`O(B^2 + BD)`, forward and backward (torch: a custom
     autograd function recomputes tiles instead of storing ``(B, B, D)``).
 

@@ -53,6 +53,7 @@ __all__ = ["backward", "forward", "tile_shape"]
 _TILE_ELEMENTS = 1 << 17
 """Elements of one ``(k, b, N)`` work tile (512 KiB in float32: stays in cache)."""
 
+
 def tile_shape(m: int, n: int, d: int, rows: int | None = None) -> tuple[int, int]:
     """Rows ``b`` and latent dimensions ``k`` of one work tile."""
     if rows is None:

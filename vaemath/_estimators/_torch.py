@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from .._lib._compat import torch_namespace
-
 from . import _tiles
 from ._weights import LogWeights
 

@@ -158,7 +158,7 @@ def gaussian_kl(
         return kl_standard(mu, logvar, xp=xp)
     args = {"mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
     xp, arrays = resolve(args)
-    _check_broadcast(dict(zip(args, arrays)))
+    _check_broadcast(dict(zip(args, arrays, strict=True)))
     return kl_diag(*arrays, xp=xp)
 
 
@@ -270,7 +270,6 @@ def _kl_diag_diag(
     )
     mean_term = xp.where(ordinary, plain, scaled)
     return var_term + mean_term
-
 
 
 def neg_half_log_normaliser(logvar: Array, *, xp: Namespace) -> Array:

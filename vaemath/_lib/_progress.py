@@ -135,4 +135,3 @@ class Progress:
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Progress({self.desc!r}, {self.count}/{self.total})"
-
