@@ -39,3 +39,45 @@ def test_contract_signatures():
     sig = inspect.signature(vaemath.mvn_kl)
     assert list(sig.parameters) == ["mu", "scale_tril", "prior_mu", "prior_scale_tril"]
     assert sig.parameters["prior_mu"].default is None
+
+
+_SUBPACKAGES = ("vaemath._gaussian", "vaemath._estimators", "vaemath._mmd")
+
+
+def _modules(package_name):
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(package_name)
+    if not hasattr(package, "__path__"):  # still a flat module
+        return []
+    names = [package_name] + [
+        f"{package_name}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
+    ]
+    return [importlib.import_module(n) for n in names]
+
+
+def test_subpackage_all_lists_exist():
+    for package_name in _SUBPACKAGES:
+        for module in _modules(package_name):
+            names = getattr(module, "__all__", None)
+            assert names is not None, f"{module.__name__} has no __all__"
+            assert len(set(names)) == len(names), module.__name__
+            for name in names:
+                assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name}"
+                assert not name.startswith("_"), f"{module.__name__}.__all__ has private {name}"
+
+
+def test_no_private_name_crosses_a_module():
+    """``from .x import _y`` is how private names leak: none in the subpackages."""
+    import ast
+
+    for package_name in _SUBPACKAGES:
+        for module in _modules(package_name):
+            tree = ast.parse(inspect.getsource(module))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module is not None:
+                    for alias in node.names:
+                        assert not alias.name.startswith("_") or alias.name == "__future__", (
+                            f"{module.__name__} imports private {alias.name} from {node.module}"
+                        )
