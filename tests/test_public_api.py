@@ -81,3 +81,17 @@ def test_no_private_name_crosses_a_module():
                         assert not alias.name.startswith("_") or alias.name == "__future__", (
                             f"{module.__name__} imports private {alias.name} from {node.module}"
                         )
+
+
+def test_assert_close_checks_the_device():
+    import numpy as np
+    import pytest
+
+    from vaemath._lib._compat import array_namespace
+    from vaemath._lib._testing import assert_close
+
+    x = np.zeros(2)
+    xp = array_namespace(x)
+    assert_close(x, np.zeros(2), xp=xp, device="cpu")
+    with pytest.raises(AssertionError, match="device"):
+        assert_close(x, np.zeros(2), xp=xp, device="cuda")

@@ -12,7 +12,6 @@ pytorch/pytorch#170819).
 from __future__ import annotations
 
 import functools
-import math
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -38,7 +37,6 @@ __all__ = [
     "Namespace",
     "broadcast_shapes",
     "check_choice",
-    "logsumexp",
     "numpy_quiet",
     "resolve",
     "working_dtype",
@@ -310,19 +308,3 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
         msg = f"`{name}` must be one of {listed}, got {value!r}"
         raise ValueError(msg)
     return value
-
-
-def logsumexp(x: Array, /, *, axis: int, xp: Namespace) -> Array:
-    """Max-shifted ``log(sum(exp(x), axis))``, stable for any finite input.
-
-    A slice whose entries are all ``-inf`` gives ``-inf``; NaN propagates.
-    """
-    m = xp.max(x, axis=axis, keepdims=True)
-    # A row of -inf (or +inf) would give inf - inf = nan: shift by 0 there.
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    # The shift carries no gradient information (it cancels exactly).
-    s = xp.sum(xp.exp(x - m), axis=axis)
-    return xp.log(s) + xp.squeeze(m, axis=axis)
-
-
-LOG_2PI = math.log(2.0 * math.pi)
