@@ -9,8 +9,6 @@ SciPy trick); float32 is parametrised explicitly where it matters.
 
 from __future__ import annotations
 
-import enum
-import importlib.util
 from types import ModuleType
 from typing import Any
 
@@ -18,35 +16,10 @@ import numpy as np
 import pytest
 
 from vaemath._lib._compat import array_namespace
+from vaemath._lib._testing import Backend, backend_params
 
 
-class Backend(enum.Enum):
-    NUMPY = "numpy"
-    ARRAY_API_STRICT = "array_api_strict"
-    TORCH = "torch"
-    TORCH_CUDA = "torch:cuda"
-    JAX = "jax"
-
-    def available(self) -> bool:
-        module = self.value.split(":")[0]
-        if importlib.util.find_spec(module) is None:
-            return False
-        if self is Backend.TORCH_CUDA:
-            import torch
-
-            return bool(torch.cuda.is_available())
-        return True
-
-
-def _params() -> list[Any]:
-    params = []
-    for b in Backend:
-        marks = [] if b.available() else [pytest.mark.skip(reason=f"{b.value} not available")]
-        params.append(pytest.param(b, id=b.value, marks=marks))
-    return params
-
-
-@pytest.fixture(params=_params())
+@pytest.fixture(params=backend_params())
 def backend(request: pytest.FixtureRequest) -> Backend:
     return request.param
 

@@ -11,7 +11,6 @@ bounded draws. ``VAEMATH_FUZZ_EXAMPLES`` raises the example count.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import vaemath
+from vaemath._lib._testing import Backend, backend_params
 
 FUZZ = settings(
     deadline=None,
@@ -29,15 +29,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-LIBRARIES = [
-    "numpy",
-    pytest.param(
-        "torch",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("torch") is None, reason="torch not installed"
-        ),
-    ),
-]
+LIBRARIES = backend_params(Backend.NUMPY, Backend.TORCH)  # the eager libraries
 
 ESTIMATORS = {
     "mutual_information": vaemath.mutual_information,
@@ -51,7 +43,7 @@ ESTIMATORS = {
 
 
 def _convert(library, arrays):
-    if library == "numpy":
+    if library is Backend.NUMPY:
         return arrays
     import torch
 

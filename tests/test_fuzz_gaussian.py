@@ -15,7 +15,6 @@ Run with ``--hypothesis-show-statistics`` to see how many examples ran.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from vaemath import gaussian_kl, gaussian_log_density
+from vaemath._lib._testing import Backend, backend_params
 
 # VAEMATH_FUZZ_EXAMPLES raises the count for a longer campaign.
 FUZZ = settings(
@@ -99,19 +99,11 @@ def _check(out, args, shape, exact_fn, finite_limit=None):
         assert ulps <= 4.0, (vals, got, float(exact), ulps)
 
 
-LIBRARIES = [
-    "numpy",
-    pytest.param(
-        "torch",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("torch") is None, reason="torch not installed"
-        ),
-    ),
-]
+LIBRARIES = backend_params(Backend.NUMPY, Backend.TORCH)  # the eager libraries
 
 
 def _call(library, fn, args):
-    if library == "numpy":
+    if library is Backend.NUMPY:
         return fn(*args)
     import torch
 

@@ -6,6 +6,8 @@ manner of array-api-extra's ``xp_assert_close``.
 
 from __future__ import annotations
 
+import enum
+import importlib.util
 from types import ModuleType
 from typing import Any
 
@@ -14,7 +16,39 @@ import numpy as np
 from ._compat import array_namespace
 from ._compat import device as array_device
 
-__all__ = ["assert_close", "to_numpy"]
+__all__ = ["Backend", "assert_close", "backend_params", "to_numpy"]
+
+
+class Backend(enum.Enum):
+    """The array backends the test suite runs on (the one list of them)."""
+
+    NUMPY = "numpy"
+    ARRAY_API_STRICT = "array_api_strict"
+    TORCH = "torch"
+    TORCH_CUDA = "torch:cuda"
+    JAX = "jax"
+
+    def available(self) -> bool:
+        """Whether the backend is installed (and, for ``torch:cuda``, has a GPU)."""
+        module = self.value.split(":")[0]
+        if importlib.util.find_spec(module) is None:
+            return False
+        if self is Backend.TORCH_CUDA:
+            import torch
+
+            return bool(torch.cuda.is_available())
+        return True
+
+
+def backend_params(*backends: Backend) -> list[Any]:
+    """``pytest.param`` per backend (all by default), skipped where unavailable."""
+    import pytest
+
+    params = []
+    for b in backends or tuple(Backend):
+        marks = [] if b.available() else [pytest.mark.skip(reason=f"{b.value} not available")]
+        params.append(pytest.param(b, id=b.value, marks=marks))
+    return params
 
 
 def to_numpy(x: Any) -> np.ndarray:
