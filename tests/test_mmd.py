@@ -696,3 +696,18 @@ class TestMMD2Linear:
     def test_bad_input(self, xp, asarray, kwargs, shapes, match):
         with pytest.raises(ValueError, match=match):
             mmd2_linear(asarray(np.ones(shapes[0])), asarray(np.ones(shapes[1])), **kwargs)
+
+
+class TestMedianDegenerate:
+    """``bandwidth="median"`` on samples whose pairwise distances are all zero."""
+
+    def test_zero_median_raises(self, xp, asarray):
+        x = asarray(np.ones((5, 3)))
+        with pytest.raises(ValueError, match="zero bandwidth"):
+            mmd2(x, asarray(np.ones((4, 3))), bandwidth="median")
+
+    def test_nan_in_gives_nan_out(self, xp, asarray):
+        x = np.ones((5, 3))
+        x[0, 0] = np.nan
+        out = mmd2(asarray(x), asarray(np.zeros((4, 3))), bandwidth="median")
+        assert np.isnan(float(to_numpy(out)))

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._lib._compat import device, is_jax_namespace, is_torch_namespace
+from ._lib._compat import device, is_jax_namespace, is_lazy_array, is_torch_namespace
 from ._lib._helpers import Array, Namespace, check_choice, numpy_quiet, resolve
 from ._mmd_core import pooled_centre, squared_distances
 
@@ -116,7 +116,35 @@ def _resolve_scales(
     if scales != "median":
         return list(scales)
     med = _median_sqdist(pooled(), xp=xp)
+    _check_median(med, xp=xp)
     return [xp.sqrt(med) if kind == "rbf" else med]
+
+
+def _check_median(med: Array, *, xp: Namespace) -> None:
+    """A zero median distance would be a zero bandwidth: ``ValueError`` (eager only).
+
+    NaN (from NaN samples) passes, so NaN in gives NaN out. Under tracing
+    (``torch.compile``, ``jax.jit``) or on lazy arrays the value is not known
+    and is not checked: a zero median there gives NaN, never a finite number.
+    """
+    if is_torch_namespace(xp):
+        import torch
+
+        if torch.compiler.is_compiling():
+            return
+    elif is_jax_namespace(xp):
+        import jax
+
+        if isinstance(med, jax.core.Tracer):
+            return
+    elif is_lazy_array(med):
+        return
+    if float(med) == 0.0:
+        msg = (
+            'the median heuristic (bandwidth="median") gave a zero bandwidth: '
+            "all pairwise distances of the pooled samples are zero"
+        )
+        raise ValueError(msg)
 
 
 def _kernel_distances(x: Array, y: Array, *, xp: Namespace) -> Array:
