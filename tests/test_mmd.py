@@ -711,3 +711,24 @@ class TestMedianDegenerate:
         x[0, 0] = np.nan
         out = mmd2(asarray(x), asarray(np.zeros((4, 3))), bandwidth="median")
         assert np.isnan(float(to_numpy(out)))
+
+
+class TestInfoVAEMapping:
+    """The documented InfoVAE mapping against a port of the authors' ``compute_kernel``."""
+
+    @staticmethod
+    def infovae_kernel(x, y):
+        # exp(-mean over dimensions of the squared difference / dim), as in
+        # ShengjiaZhao/InfoVAE's compute_kernel (written here from its formula).
+        dim = x.shape[1]
+        diff = x[:, None, :] - y[None, :, :]
+        return np.exp(-np.mean(diff**2, axis=2) / dim)
+
+    @pytest.mark.parametrize("dim", [2, 8, 32])
+    def test_bandwidth_d_over_sqrt2(self, dim):
+        rng = np.random.default_rng(dim)
+        x, y = rng.normal(size=(7, dim)), rng.normal(size=(5, dim))
+        expected = self.infovae_kernel(x, y)
+        np.testing.assert_allclose(rbf_kernel(x, y, dim / np.sqrt(2)), expected, rtol=1e-12)
+        # the mapping the docs used to give is a different kernel
+        assert not np.allclose(rbf_kernel(x, y, np.sqrt(dim / 2)), expected, rtol=1e-3)

@@ -3,7 +3,7 @@ r"""MMD kernels (Gram matrices), their conventions and the shared argument check
 Conventions (see ``docs/mmd.rst``):
 
 * ``rbf``: :math:`k(x, y) = \\exp(-\\lVert x - y\rVert^2 / (2h^2))`, ``bandwidth = h``.
-  InfoVAE's :math:`\\exp(-\\lVert x - y\rVert^2 / D)` is ``bandwidth = sqrt(D / 2)``.
+  InfoVAE's code, :math:`\\exp(-\\lVert x - y\rVert^2 / D^2)`, is ``bandwidth = D / sqrt(2)``.
 * ``imq``: :math:`k(x, y) = C / (C + \\lVert x - y\rVert^2)`, ``bandwidth = C``.
   WAE's choice is ``C = 2 * D * sigma**2``.
 * A sequence of bandwidths is the *sum* of the kernels (multi-scale).
@@ -199,8 +199,9 @@ def rbf_kernel(x: Array, y: Array, bandwidth: float | Sequence[float]) -> Array:
     Squared distances are :math:`\lVert x\rVert^2 + \lVert y\rVert^2 - 2 x y^\top`
     after subtracting the pooled mean (exact in real arithmetic, much less
     cancellation in floating point), clamped at 0. No ``(n, m, D)`` array is
-    formed. InfoVAE's :math:`\exp(-\lVert x - y\rVert^2 / D)` is
-    ``bandwidth = sqrt(D / 2)``.
+    formed. The InfoVAE authors' kernel, :math:`\exp(-\operatorname{mean}_d
+    (x_d - y_d)^2 / D) = \exp(-\lVert x - y\rVert^2 / D^2)`, is
+    ``bandwidth = D / sqrt(2)``.
 
     Examples
     --------
