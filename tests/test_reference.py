@@ -36,7 +36,8 @@ from vaemath.reference.metrics import (
     mutual_information_gap,
 )
 from vaemath.reference.objectives import Weights, loss_terms
-from vaemath.reference.training import TrainConfig, load_checkpoint, train
+from vaemath.reference.files import load_checkpoint
+from vaemath.reference.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--hidden", "32", "--latent-dim", "4", "--batch-size", "128"]

@@ -19,9 +19,7 @@ for any diagonal Gaussian prior :math:`p(z) = \mathcal N(m, s^2 I)`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +29,6 @@ import vaemath
 __all__ = ["OBJECTIVES", "TERMS", "Weights", "loss_terms", "reconstruction_nll"]
 
 OBJECTIVES = ("elbo", "beta", "betatc", "infovae")
-METHODS = ("mws", "mss")
 
 # Every term logged per batch / epoch, in this order.
 TERMS = ("loss", "elbo", "recon", "kl", "mi", "tc", "dimkl", "mmd2")
@@ -48,15 +45,6 @@ class Weights:
     info_alpha: float = 0.5  # InfoVAE alpha: KL weight is 1 - alpha
     info_lambda: float = 1000.0  # InfoVAE lambda: MMD weight is alpha + lambda - 1
     bandwidth: float = 0.0  # RBF length scale; 0 -> sqrt(D) * prior scale
-
-
-def vaemath_function(name: str, *, required: bool) -> Callable[..., Any] | None:
-    """``vaemath.<name>``, looked up at call time (``None`` if absent and not required)."""
-    function = getattr(vaemath, name, None)
-    if function is None and required:
-        msg = f"this objective needs vaemath.{name}, which this vaemath does not provide"
-        raise RuntimeError(msg)
-    return function
 
 
 def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -94,31 +82,22 @@ def loss_terms(
     prior_logvar = 2.0 * math.log(prior_scale)
     recon = reconstruction_nll(logits, x).mean()
     kl = vaemath.gaussian_kl(mu, logvar, prior_mu, prior_logvar).sum(1).mean()
-    nan = torch.full((), math.nan, dtype=recon.dtype)
     # The decomposition and the MMD are logged for every objective, but only the
-    # objective that uses them needs them (and their gradients).
-    decomposition = vaemath_function("elbo_decomposition", required=objective == "betatc")
-    if decomposition is None:
-        mi = tc = dimkl = nan
-    else:
-        with torch.set_grad_enabled(objective == "betatc" and torch.is_grad_enabled()):
-            parts = decomposition(
-                z,
-                mu,
-                logvar,
-                prior_mu,
-                prior_logvar,
-                dataset_size=dataset_size,
-                method=method,
-            )
-        mi, tc, dimkl = parts.mutual_information, parts.total_correlation, parts.dimensionwise_kl
-    mmd_prior = vaemath_function("mmd2_gaussian_prior", required=objective == "infovae")
-    if mmd_prior is None:
-        mmd2 = nan
-    else:
-        with torch.set_grad_enabled(objective == "infovae" and torch.is_grad_enabled()):
-            bandwidth = rbf_bandwidth(weights, mu.shape[1], prior_scale)
-            mmd2 = mmd_prior(z, prior_mu, prior_logvar, bandwidth=bandwidth)
+    # objective that uses them needs their gradients.
+    with torch.set_grad_enabled(objective == "betatc" and torch.is_grad_enabled()):
+        parts = vaemath.elbo_decomposition(
+            z,
+            mu,
+            logvar,
+            prior_mu,
+            prior_logvar,
+            dataset_size=dataset_size,
+            method=method,
+        )
+    mi, tc, dimkl = parts.mutual_information, parts.total_correlation, parts.dimensionwise_kl
+    with torch.set_grad_enabled(objective == "infovae" and torch.is_grad_enabled()):
+        bandwidth = rbf_bandwidth(weights, mu.shape[1], prior_scale)
+        mmd2 = vaemath.mmd2_gaussian_prior(z, prior_mu, prior_logvar, bandwidth=bandwidth)
     if objective == "elbo":
         loss = recon + kl
     elif objective == "beta":

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
 import math
-import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,25 +17,23 @@ from typing import Any
 
 import torch
 
+from vaemath._lib._progress import Progress
+
 from .data import Dataset, load_dataset
+from .files import (
+    CHECKPOINT,
+    CONFIG,
+    HISTORY,
+    atomic_write_bytes,
+    atomic_write_text,
+    history_csv,
+    load_checkpoint,
+    saved_epoch,
+)
 from .model import VAE
 from .objectives import TERMS, Weights, loss_terms
-from .progress import ProgressBar
 
-__all__ = [
-    "CHECKPOINT",
-    "Interrupted",
-    "TrainConfig",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "build_model",
-    "load_checkpoint",
-    "train",
-]
-
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-HISTORY = "history.csv"
+__all__ = ["Interrupted", "TrainConfig", "build_model", "remaining_batches", "train"]
 
 
 @dataclass(frozen=True)
@@ -67,12 +62,6 @@ class TrainConfig:
         values["weights"] = Weights(**values.get("weights", {}))
         return cls(**values)
 
-    def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share (all but the epoch budget)."""
-        values = self.to_dict()
-        del values["epochs"]
-        return values
-
 
 class Interrupted(Exception):
     """Raised when SIGINT stopped training; the last finished epoch is saved."""
@@ -82,52 +71,27 @@ class Interrupted(Exception):
         self.epoch = epoch
 
 
-# -- atomic files ------------------------------------------------------------------
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def history_csv(history: list[dict[str, float]]) -> str:
-    buffer = io.StringIO()
-    columns = ["epoch", "seconds", *TERMS]
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{row[k]:.6g}" if k != "epoch" else row[k]) for k in columns})
-    return buffer.getvalue()
-
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The saved state of ``run_dir`` (raises FileNotFoundError when there is none)."""
-    return torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
-
-
 def build_model(config: TrainConfig, dataset: Dataset) -> VAE:
+    """A fresh (untrained) model of the shape ``config`` asks for on ``dataset``."""
     return VAE(dataset.image_shape, config.latent_dim, config.hidden)
+
+
+def remaining_batches(config: TrainConfig, run_dir: Path, n: int, *, resume: bool) -> int:
+    """Minibatches :func:`train` still has to run in ``run_dir`` (the size of its bar).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run to train.
+    run_dir : Path
+        Its folder (with ``resume``, the epochs saved there are already done).
+    n : int
+        Number of training images.
+    resume : bool
+        As passed to :func:`train`.
+    """
+    done = saved_epoch(run_dir) if resume else 0
+    return max(config.epochs - done, 0) * math.ceil(n / config.batch_size)
 
 
 # -- Ctrl-C --------------------------------------------------------------------------
@@ -166,7 +130,7 @@ def train(
     run_dir: Path,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     dataset: Dataset | None = None,
     after_epoch: Callable[[int], None] | None = None,
 ) -> tuple[VAE, list[dict[str, float]], Dataset]:
@@ -177,10 +141,51 @@ def train(
     run killed at any moment resumes from its last finished epoch and then
     continues exactly as the uninterrupted run would have. SIGINT stops at the
     next batch boundary and raises :class:`Interrupted`.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run.
+    run_dir : Path
+        Its folder (created if needed).
+    resume : bool
+        Continue from the checkpoint in ``run_dir`` if there is one.
+    progress : bool or Progress
+        ``True``: one progress bar on stderr over every remaining minibatch;
+        ``False``: none; a :class:`~vaemath._lib._progress.Progress`: advance that
+        (shared) bar by one step per minibatch and leave it open.
+    dataset : Dataset, optional
+        The training data (default: ``load_dataset(config.dataset)``).
+    after_epoch : callable, optional
+        Called with the number of finished epochs after each checkpoint.
+
+    Returns
+    -------
+    model : VAE
+    history : list of dict
+        One row per finished epoch (resumed epochs included).
+    dataset : Dataset
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(config.dataset) if dataset is None else dataset
+    n = len(data)
+    if isinstance(progress, Progress):
+        return _train(config, run_dir, data, progress, resume=resume, after_epoch=after_epoch)
+    total = remaining_batches(config, run_dir, n, resume=resume)
+    with Progress(total, desc=f"train {config.objective}", enabled=progress, unit="batch") as bar:
+        return _train(config, run_dir, data, bar, resume=resume, after_epoch=after_epoch)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    data: Dataset,
+    bar: Progress,
+    *,
+    resume: bool,
+    after_epoch: Callable[[int], None] | None,
+) -> tuple[VAE, list[dict[str, float]], Dataset]:
     torch.manual_seed(config.seed)
     model = build_model(config, data)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -205,14 +210,9 @@ def train(
             started = time.perf_counter()
             sums = dict.fromkeys(TERMS, 0.0)
             order = _epoch_order(config, epoch, n)
-            bar = ProgressBar(
-                batches,
-                f"{config.objective:>7} epoch {epoch + 1}/{config.epochs}",
-                enabled=progress,
-            )
+            where = f"{config.objective} epoch {epoch + 1}/{config.epochs}"
             for b in range(batches):
                 if flag["stop"]:
-                    bar.close()
                     raise Interrupted(epoch)
                 x = images[order[b * config.batch_size : (b + 1) * config.batch_size]]
                 mu, logvar = model.encode(x)
@@ -236,8 +236,7 @@ def train(
                 weight = x.shape[0] / n
                 for key in TERMS:
                     sums[key] += float(terms[key].detach()) * weight
-                bar.update(1, f"loss={float(terms['loss'].detach()):.1f}")
-            bar.close()
+                bar.update(1, f"{where} loss={float(terms['loss'].detach()):.1f}")
             row = {"epoch": epoch + 1, "seconds": time.perf_counter() - started, **sums}
             history.append(row)
             state = {
