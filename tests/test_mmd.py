@@ -232,9 +232,9 @@ class TestMMD2:
     def test_chunked(self, xp, asarray, monkeypatch):
         # Force many small chunks (and ragged ones) through the symmetric and
         # rectangular block sums.
-        import vaemath._mmd_core as core
+        import vaemath._mmd._blocks as blocks
 
-        monkeypatch.setattr(core, "_CHUNK_ELEMENTS", 150)
+        monkeypatch.setattr(blocks, "_CHUNK_ELEMENTS", 150)
         rng = np.random.default_rng(2)
         x, y = rng.normal(size=(29, 3)), rng.normal(size=(19, 3)) + 0.5
         for kernel, bw in (("rbf", [0.7, 2.0]), ("imq", 3.0)):

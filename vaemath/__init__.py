@@ -19,8 +19,7 @@ from ._estimators import (
     total_correlation,
 )
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
-from ._mmd import mmd2, mmd2_gaussian_prior, mmd2_linear
-from ._mmd_kernels import imq_kernel, rbf_kernel
+from ._mmd import imq_kernel, mmd2, mmd2_gaussian_prior, mmd2_linear, rbf_kernel
 
 __all__ = [
     "ElboDecomposition",

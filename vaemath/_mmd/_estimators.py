@@ -1,50 +1,49 @@
-r"""MMD² estimators: quadratic-time U/V-statistics, linear-time, and against a Gaussian prior.
+r"""The MMD² estimators: quadratic-time U/V-statistics, linear-time, and against a Gaussian prior.
 
-Kernel conventions and argument checks live in :mod:`vaemath._mmd_kernels`;
-the chunked Gram-block sums in :mod:`vaemath._mmd_core` (see ``docs/mmd.rst``).
+Each public function resolves the namespace once and calls its ``xp=`` twin
+(:func:`quadratic_mmd2`, :func:`linear_mmd2`, :func:`gaussian_prior_mmd2`).
+The kernel formula lives in :mod:`._kernels`, the argument checks and the
+median heuristic in :mod:`._bandwidth`, the chunked Gram-block sums in
+:mod:`._blocks` (see ``docs/mmd.rst``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ._lib._compat import device
-from ._lib._helpers import Array, Namespace, broadcast_shapes, check_choice, numpy_quiet, resolve
-from ._mmd_core import block_sum, pooled_centre
-from ._mmd_kernels import (
-    _KERNELS,
+from .._lib._compat import device
+from .._lib._helpers import Array, Namespace, broadcast_shapes, check_choice, numpy_quiet, resolve
+from ._bandwidth import (
     Bandwidth,
-    _check_count,
-    _check_samples,
-    _resolve_scales,
-    _scales,
+    check_count,
+    check_samples,
+    fixed_scales,
+    parse_scales,
+    resolve_scales,
 )
+from ._blocks import block_sum
+from ._kernels import KERNELS, diagonal_sum, gram, pooled_centre, squared_distances
 
-__all__ = ["mmd2", "mmd2_gaussian_prior", "mmd2_linear"]
+__all__ = [
+    "gaussian_prior_mmd2",
+    "linear_mmd2",
+    "mmd2",
+    "mmd2_gaussian_prior",
+    "mmd2_linear",
+    "quadratic_mmd2",
+]
 
-# -- estimators ---------------------------------------------------------------------
+
+def _minimum_count(unbiased: bool) -> tuple[int, str]:
+    return (2, "for the unbiased estimator") if unbiased else (1, "")
 
 
-def _callable_sums(
-    kernel: Callable[[Array, Array], Array], x: Array, y: Array, *, xp: Namespace
-) -> tuple[Array, Array, Array, Array, Array]:
-    """Full and diagonal sums of a user kernel's Gram blocks."""
-    n, m = x.shape[0], y.shape[0]
-    blocks = {}
-    for name, a, b, shape in (("k(x, x)", x, x, (n, n)), ("k(y, y)", y, y, (m, m))):
-        g = kernel(a, b)
-        if tuple(g.shape) != shape:
-            msg = f"`kernel` must return an (n, m) Gram matrix: {name} has shape {tuple(g.shape)}"
-            raise ValueError(msg)
-        blocks[name] = g
-    kxy = kernel(x, y)
-    if tuple(kxy.shape) != (n, m):
-        msg = f"`kernel` must return an (n, m) Gram matrix: k(x, y) has shape {tuple(kxy.shape)}"
-        raise ValueError(msg)
-    kxx, kyy = blocks["k(x, x)"], blocks["k(y, y)"]
-    trace_x = xp.sum(kxx * xp.eye(n, dtype=kxx.dtype, device=device(kxx)))
-    trace_y = xp.sum(kyy * xp.eye(m, dtype=kyy.dtype, device=device(kyy)))
-    return xp.sum(kxx), trace_x, xp.sum(kyy), trace_y, xp.sum(kxy)
+def _clamp_biased(value: Array, *, xp: Namespace) -> Array:
+    """A V-statistic is an exact MMD² (>= 0): clamp what rounding took below 0."""
+    return xp.maximum(value, xp.zeros((), dtype=value.dtype, device=device(value)))
+
+
+# -- the quadratic-time estimator ---------------------------------------------------------
 
 
 @numpy_quiet
@@ -90,7 +89,8 @@ def mmd2(
     ValueError
         Samples not 2-D, different feature dimensions, a non-positive
         bandwidth, an unknown kernel name, fewer than 2 samples in ``x`` or
-        ``y`` for the unbiased estimator (1 for the biased one).
+        ``y`` for the unbiased estimator (1 for the biased one), or
+        ``bandwidth="median"`` when the median is 0 (see Notes).
 
     See Also
     --------
@@ -119,6 +119,10 @@ def mmd2(
     distance, Gretton et al. 2012) and ``"imq"`` uses :math:`C = M`. It costs
     :math:`O((n + m)^2)` memory and a sort, and is treated as a constant: no
     gradient flows through it (detached in torch, ``stop_gradient`` in JAX).
+    :math:`M = 0` (at least half of the pairs coincide, e.g. all points equal)
+    would be a zero bandwidth: on eager arrays it raises ``ValueError``; under
+    ``torch.compile`` or ``jax.jit``, where the value cannot be inspected, the
+    estimate is NaN. NaN in the inputs gives NaN, not an error.
 
     Memory is :math:`O((n + m) D)` plus a cache-sized chunk of each Gram block
     (without autograd); no :math:`(n, m, D)` array is formed.
@@ -144,42 +148,65 @@ def mmd2(
     -0.393469
     """
     xp, (x, y) = resolve({"x": x, "y": y})
-    _check_samples({"x": x, "y": y})
+    return quadratic_mmd2(x, y, kernel=kernel, bandwidth=bandwidth, unbiased=unbiased, xp=xp)
+
+
+def _callable_sums(
+    kernel: Callable[[Array, Array], Array], x: Array, y: Array, *, xp: Namespace
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Full and diagonal sums of a user kernel's Gram blocks."""
+    blocks = {}
+    for name, a, b in (("k(x, x)", x, x), ("k(y, y)", y, y), ("k(x, y)", x, y)):
+        g = kernel(a, b)
+        if tuple(g.shape) != (a.shape[0], b.shape[0]):
+            msg = f"`kernel` must return an (n, m) Gram matrix: {name} has shape {tuple(g.shape)}"
+            raise ValueError(msg)
+        blocks[name] = g
+    kxx, kyy = blocks["k(x, x)"], blocks["k(y, y)"]
+    trace_x = xp.sum(kxx * xp.eye(x.shape[0], dtype=kxx.dtype, device=device(kxx)))
+    trace_y = xp.sum(kyy * xp.eye(y.shape[0], dtype=kyy.dtype, device=device(kyy)))
+    return xp.sum(kxx), trace_x, xp.sum(kyy), trace_y, xp.sum(blocks["k(x, y)"])
+
+
+def quadratic_mmd2(
+    x: Array,
+    y: Array,
+    *,
+    kernel: str | Callable[[Array, Array], Array],
+    bandwidth: Bandwidth,
+    unbiased: bool,
+    xp: Namespace,
+) -> Array:
+    """:func:`mmd2` on arrays of one floating dtype of namespace ``xp``."""
+    check_samples({"x": x, "y": y})
     n, m = x.shape[0], y.shape[0]
-    minimum, why = (2, "for the unbiased estimator") if unbiased else (1, "")
-    _check_count("x", n, minimum, why)
-    _check_count("y", m, minimum, why)
+    minimum, why = _minimum_count(unbiased)
+    check_count("x", n, minimum, why)
+    check_count("y", m, minimum, why)
     if callable(kernel):
         sxx, tx, syy, ty, sxy = _callable_sums(kernel, x, y, xp=xp)
-        k0 = None
     else:
-        kind = check_choice("kernel", kernel, _KERNELS)
-        scales = _scales(bandwidth)
+        kind = check_choice("kernel", kernel, KERNELS)
+        scales = parse_scales(bandwidth)
         xc, yc = pooled_centre(x, y, xp=xp)
-        values = _resolve_scales(scales, kind, lambda: xp.concat([xc, yc], axis=0), xp=xp)
+        values = resolve_scales(
+            scales,
+            kind,
+            lambda: xp.concat([xc, yc], axis=0),
+            distances=squared_distances,
+            xp=xp,
+        )
         sxx = block_sum(xc, xc, kind=kind, scales=values, symmetric=True, xp=xp)
         syy = block_sum(yc, yc, kind=kind, scales=values, symmetric=True, xp=xp)
         sxy = block_sum(xc, yc, kind=kind, scales=values, symmetric=False, xp=xp)
-        # k(z, z) = 1 for each rbf / imq term.
-        k0 = float(len(values))
-        tx, ty = n * k0, m * k0
+        tx, ty = diagonal_sum(n, values), diagonal_sum(m, values)
     cross = sxy * (2.0 / (n * m))
     if unbiased:
         return (sxx - tx) / (n * (n - 1)) + (syy - ty) / (m * (m - 1)) - cross
-    value = sxx / (n * n) + syy / (m * m) - cross
-    return xp.maximum(value, xp.zeros((), dtype=value.dtype, device=device(value)))
+    return _clamp_biased(sxx / (n * n) + syy / (m * m) - cross, xp=xp)
 
 
-def _rowwise_kernel(
-    a: Array, b: Array, kind: str, scales: Sequence[float], *, xp: Namespace
-) -> Array:
-    diff = a - b
-    d = xp.sum(diff * diff, axis=1)
-    out = None
-    for s in scales:
-        k = xp.exp(d * (-0.5 / s**2)) if kind == "rbf" else s / (s + d)
-        out = k if out is None else out + k
-    return out
+# -- the linear-time estimator ------------------------------------------------------------
 
 
 @numpy_quiet
@@ -244,26 +271,37 @@ def mmd2_linear(
     0.077726
     """
     xp, (x, y) = resolve({"x": x, "y": y})
-    _check_samples({"x": x, "y": y})
-    kind = check_choice("kernel", kernel, _KERNELS)
+    return linear_mmd2(x, y, kernel=kernel, bandwidth=bandwidth, xp=xp)
+
+
+def linear_mmd2(
+    x: Array,
+    y: Array,
+    *,
+    kernel: str,
+    bandwidth: float | Sequence[float],
+    xp: Namespace,
+) -> Array:
+    """:func:`mmd2_linear` on arrays of one floating dtype of namespace ``xp``."""
+    check_samples({"x": x, "y": y})
+    kind = check_choice("kernel", kernel, KERNELS)
     if x.shape[0] != y.shape[0]:
         msg = f"`x` and `y` must have the same number of samples, got {x.shape[0]} and {y.shape[0]}"
         raise ValueError(msg)
-    _check_count("x", x.shape[0], 2, "for the linear estimator")
-    scales = _scales(bandwidth)
-    if isinstance(scales, str):
-        msg = '`bandwidth` must be a positive float or a sequence of them; "median" is mmd2 only'
-        raise ValueError(msg)
+    check_count("x", x.shape[0], 2, "for the linear estimator")
+    scales = fixed_scales(bandwidth, "bandwidth")
     p = x.shape[0] // 2
     x1, x2 = x[0 : 2 * p : 2, :], x[1 : 2 * p : 2, :]
     y1, y2 = y[0 : 2 * p : 2, :], y[1 : 2 * p : 2, :]
-    h = (
-        _rowwise_kernel(x1, x2, kind, scales, xp=xp)
-        + _rowwise_kernel(y1, y2, kind, scales, xp=xp)
-        - _rowwise_kernel(x1, y2, kind, scales, xp=xp)
-        - _rowwise_kernel(x2, y1, kind, scales, xp=xp)
-    )
-    return xp.mean(h)
+
+    def k(a: Array, b: Array) -> Array:
+        diff = a - b
+        return gram(xp.sum(diff * diff, axis=1), kind, scales, xp=xp)
+
+    return xp.mean(k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1))
+
+
+# -- against a diagonal Gaussian prior ----------------------------------------------------
 
 
 @numpy_quiet
@@ -272,7 +310,7 @@ def mmd2_gaussian_prior(
     prior_mu: Array | float = 0.0,
     prior_logvar: Array | float = 0.0,
     *,
-    bandwidth: float | Sequence[float] | str = 1.0,
+    bandwidth: Bandwidth = 1.0,
     unbiased: bool = True,
 ) -> Array:
     r"""MMD² between a sample and a diagonal Gaussian, with no prior samples (RBF kernel).
@@ -308,7 +346,8 @@ def mmd2_gaussian_prior(
     ------
     ValueError
         ``x`` not 2-D, prior shapes that do not broadcast to ``(D,)``, a
-        non-positive bandwidth, fewer than 2 samples for ``unbiased=True``.
+        non-positive bandwidth, fewer than 2 samples for ``unbiased=True``,
+        or ``bandwidth="median"`` with a zero median (as in :func:`mmd2`).
 
     See Also
     --------
@@ -354,7 +393,22 @@ def mmd2_gaussian_prior(
     xp, (x, prior_mu, prior_logvar) = resolve(
         {"x": x, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
     )
-    dim = _check_samples({"x": x})
+    return gaussian_prior_mmd2(
+        x, prior_mu, prior_logvar, bandwidth=bandwidth, unbiased=unbiased, xp=xp
+    )
+
+
+def gaussian_prior_mmd2(
+    x: Array,
+    prior_mu: Array,
+    prior_logvar: Array,
+    *,
+    bandwidth: Bandwidth,
+    unbiased: bool,
+    xp: Namespace,
+) -> Array:
+    """:func:`mmd2_gaussian_prior` on arrays of one floating dtype of namespace ``xp``."""
+    dim = check_samples({"x": x})
     shape = broadcast_shapes(
         {
             "x[0]": (dim,),
@@ -369,17 +423,17 @@ def mmd2_gaussian_prior(
         )
         raise ValueError(msg)
     n = x.shape[0]
-    minimum, why = (2, "for the unbiased estimator") if unbiased else (1, "")
-    _check_count("x", n, minimum, why)
-    scales = _scales(bandwidth)
+    minimum, why = _minimum_count(unbiased)
+    check_count("x", n, minimum, why)
+    scales = parse_scales(bandwidth)
     mu = xp.broadcast_to(prior_mu, (dim,))
     var = xp.broadcast_to(xp.exp(prior_logvar), (dim,))
     # Centre everything on the prior mean: x - m enters the cross term anyway,
     # and the Gram trick for k(x, x) cancels less.
     xc = x - mu
-    values = _resolve_scales(scales, "rbf", lambda: xc, xp=xp)
+    values = resolve_scales(scales, "rbf", lambda: xc, distances=squared_distances, xp=xp)
     sxx = block_sum(xc, xc, kind="rbf", scales=values, symmetric=True, xp=xp)
-    xx_term = (sxx - n * len(values)) / (n * (n - 1)) if unbiased else sxx / (n * n)
+    xx_term = (sxx - diagonal_sum(n, values)) / (n * (n - 1)) if unbiased else sxx / (n * n)
     cross_term = xp.zeros((), dtype=x.dtype, device=device(x))
     prior_term = xp.zeros((), dtype=x.dtype, device=device(x))
     for h in values:
@@ -390,6 +444,4 @@ def mmd2_gaussian_prior(
         cross_term = cross_term + xp.mean(xp.exp(log_norm - 0.5 * mahalanobis))
         prior_term = prior_term + xp.exp(-0.5 * xp.sum(xp.log1p((2.0 * var) / h2)))
     value = xx_term - 2.0 * cross_term + prior_term
-    if unbiased:
-        return value
-    return xp.maximum(value, xp.zeros((), dtype=value.dtype, device=device(value)))
+    return value if unbiased else _clamp_biased(value, xp=xp)
