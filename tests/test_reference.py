@@ -2,16 +2,15 @@
 
 Training runs use tiny budgets (digits, 1-6 epochs, 32 hidden units); the slow part
 is starting Python + torch in the subprocess tests (SIGKILL / SIGINT / exit codes).
-Tests of objectives that need vaemath functions still being written elsewhere
-(``elbo_decomposition``, ``dataset_decomposition``, ``mmd2_gaussian_prior``) skip
-when this vaemath lacks them.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,32 +26,19 @@ pytest.importorskip("sklearn")
 
 import torch
 
-import vaemath
 from vaemath.reference import main
 from vaemath.reference.data import make_digits, make_shapes
+from vaemath.reference.files import load_checkpoint
 from vaemath.reference.metrics import (
     active_units,
     discrete_mutual_information,
     mutual_information_gap,
 )
 from vaemath.reference.objectives import Weights, loss_terms
-from vaemath.reference.files import load_checkpoint
 from vaemath.reference.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--hidden", "32", "--latent-dim", "4", "--batch-size", "128"]
-NEEDS = {
-    "elbo": (),
-    "beta": (),
-    "betatc": ("elbo_decomposition",),
-    "infovae": ("mmd2_gaussian_prior",),
-}
-
-
-def _skip_unless(*names: str) -> None:
-    missing = [n for n in names if not hasattr(vaemath, n)]
-    if missing:
-        pytest.skip(f"vaemath lacks {', '.join(missing)} (not merged yet)")
 
 
 @pytest.fixture(autouse=True)
@@ -223,7 +209,6 @@ class TestLossTerms:
         ],
     )
     def test_against_closed_form(self, objective, weights, kl_weight, m, s):
-        _skip_unless(*NEEDS[objective])
         x, logits, z, mu, logvar = _batch()
         terms = loss_terms(
             objective,
@@ -247,7 +232,6 @@ class TestLossTerms:
     def test_betatc_unit_weights_telescope(self, method):
         # With alpha = beta = gamma = 1 the three terms sum to the batch mean of
         # log q(z|x) - log p(z) (Chen et al. 2018, eq. 2), for either estimator.
-        _skip_unless("elbo_decomposition")
         x, logits, z, mu, logvar = _batch(1)
         weights = Weights(tc_alpha=1.0, tc_beta=1.0, tc_gamma=1.0)
         m, s = 0.5, 0.1
@@ -295,7 +279,6 @@ class TestLossTerms:
 class TestTrainCommand:
     @pytest.mark.parametrize("objective", ["elbo", "beta", "betatc", "infovae"])
     def test_tiny_run_per_objective(self, objective, tmp_path, capsys):
-        _skip_unless(*NEEDS[objective])
         out = tmp_path / objective
         args = ["train", "--objective", objective, *TINY, "--epochs", "2", "--out", str(out)]
         args += ["--prior-mu", "0.5", "--prior-scale", "0.5", "--quiet"]
@@ -319,6 +302,7 @@ class TestTrainCommand:
         out = tmp_path / "cmp"
         args = ["compare", "--objectives", "elbo,beta", *TINY, "--epochs", "1", "--out", str(out)]
         assert main([*args, "--quiet"]) == 0
+        assert capsys.readouterr().err == ""  # --quiet: no progress at all
         table = (out / "comparison.md").read_text()
         assert "| elbo |" in table
         assert "| beta |" in table
@@ -473,3 +457,113 @@ def test_no_arguments_runs_the_demo(monkeypatch):
     assert seen["resume"] is True
     assert seen["objectives"] is None
     assert seen["dataset"] is None  # the built-in defaults: shapes
+
+
+# -- progress and the missing extra -------------------------------------------------------
+
+
+class _FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _progress_lines(err: str, label: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(f"{label}:")]
+
+
+class TestProgress:
+    """One bar per job; off a terminal one final line and no carriage returns."""
+
+    def test_compare_and_evaluate_write_one_line_per_job(self, tmp_path, capsys):
+        out = tmp_path / "cmp"
+        args = ["compare", "--objectives", "elbo,beta", *TINY, "--epochs", "2", "--out", str(out)]
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert "\r" not in err
+        batches = 2 * 2 * math.ceil(1797 / 128)  # objectives x epochs x minibatches
+        train_lines = _progress_lines(err, "train")
+        assert len(train_lines) == 1
+        assert f"{batches}/{batches}" in train_lines[0]
+        eval_lines = _progress_lines(err, "evaluate")
+        assert len(eval_lines) == 1
+        assert f"{2 * 1797}/{2 * 1797}" in eval_lines[0]
+        assert len(err.splitlines()) == 2
+        assert main(["evaluate", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert "\r" not in err
+        assert len(_progress_lines(err, "evaluate")) == 1
+        assert len(err.splitlines()) == 1
+
+    def test_train_into_a_log_file(self, tmp_path, monkeypatch):
+        config = TrainConfig(dataset="digits", hidden=32, latent_dim=4, batch_size=128, epochs=2)
+        log = tmp_path / "train.log"
+        with log.open("w") as handle:
+            monkeypatch.setattr(sys, "stderr", handle)
+            train(config, tmp_path / "run", progress=True, dataset=make_digits())
+        text = log.read_text()
+        assert "\r" not in text
+        assert len(text.splitlines()) == 1
+        assert text.startswith("train elbo: 100%")
+        assert "30/30" in text
+
+    def test_terminal_bar_shows_total_and_eta(self, tmp_path, monkeypatch):
+        terminal = _FakeTerminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        config = TrainConfig(dataset="digits", hidden=32, latent_dim=4, batch_size=128, epochs=2)
+        train(config, tmp_path / "run", progress=True, dataset=make_digits())
+        text = terminal.getvalue()
+        assert "\r" in text  # redrawn in place
+        assert "0/30 [00:00<?" in text  # the total from the start
+        assert re.search(r"30/30 \[\d\d:\d\d<\d\d:\d\d", text)  # elapsed<remaining
+
+
+class TestMissingExtra:
+    """Without torch / matplotlib / scikit-learn: one line on stderr, exit status 2."""
+
+    def _check(self, result: subprocess.CompletedProcess, module: str) -> None:
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == ""
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert f"needs {module} (missing)" in lines[0]
+        assert 'pip install "vaemath[demo]"' in lines[0]
+
+    def test_no_torch(self, tmp_path):
+        fake = tmp_path / "fake"
+        fake.mkdir()
+        (fake / "torch.py").write_text(
+            'raise ModuleNotFoundError("No module named \'torch\'", name="torch")\n'
+        )
+        env = {**os.environ, "PYTHONPATH": str(fake)}
+        commands = [[sys.executable, "-m", "vaemath.reference"]]
+        script = Path(sys.executable).with_name("vaemath-reference")
+        if script.exists():  # the console script of pyproject.toml
+            commands.append([str(script), "train", "--help"])
+        for command in commands:
+            result = subprocess.run(
+                command,
+                check=False,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            self._check(result, "torch")
+
+    @pytest.mark.parametrize("module", ["matplotlib", "sklearn"])
+    def test_no_lazily_imported_module(self, module, tmp_path):
+        # sys.modules[name] = None makes the module unimportable (and unfindable).
+        code = (
+            f"import sys; sys.modules[{module!r}] = None; "
+            "from vaemath.reference.cli import main; raise SystemExit(main())"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self._check(result, module)
