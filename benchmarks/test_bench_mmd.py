@@ -1,24 +1,21 @@
-"""Speed of ``vaemath.mmd2`` against the (B, B, D) expansion and the floor.
+"""``vaemath.mmd2`` against the hand-written MMD of public VAE code, float32.
 
-Run: ``python -m pytest benchmarks/test_bench_mmd.py --benchmark-only
---benchmark-group-by=param:B,param:D,param:library --benchmark-columns=min,median``
-(prefix ``OPENBLAS_NUM_THREADS=1`` to time NumPy single-threaded).
+Each group is one (library, B, D): two samples of size B in D dimensions, RBF
+kernel with bandwidth sqrt(D), unbiased MMD². Implementations:
 
-Per (library, B, D) group, three entries, all computing an RBF MMD² of two
-float32 samples of size B (bandwidth sqrt(D), unbiased where applicable):
-
-* ``vaemath``: ``vaemath.mmd2(x, y, bandwidth=...)``.
-* ``expansion``: what public VAE code writes: ``(x[:, None] - y[None]) ** 2``
-  summed over D for each of the three blocks. Not runnable at B = 4096,
-  D = 128 (8 GiB per temporary): recorded as skipped.
-* ``floor``: the three Gram blocks' (B, D) x (D, B) products plus one
-  in-place ``exp`` over each block's B^2 entries, and nothing else (no norms,
-  no sums): a lower bound for any Gram-trick implementation that computes
-  every block in full. Each product allocates its (B, B) result, as a
-  user's code would.
-* ``floor_preallocated``: the same into one preallocated (B, B) buffer
-  (``out=``), which removes the allocation / page-fault cost of the large
-  results: the strictest floor.
+* ``vaemath``: ``vaemath.mmd2(x, y, bandwidth=...)``;
+* ``broadcast``: what public VAE code writes: ``exp(-((a[:, None] - b[None]) ** 2)
+  .sum(-1) / (2 h²))`` for each of the three blocks, a ``(B, B, D)`` temporary
+  each. Not run where that temporary would exceed 1 GiB (recorded as skipped);
+* ``cdist``: the same with the squared distances from ``torch.cdist`` (NumPy:
+  ``scipy.spatial.distance.cdist(..., "sqeuclidean")``, which computes in
+  float64);
+* ``floor``: the three blocks' ``(B, D) @ (D, B)`` products plus one in-place
+  ``exp`` over each, nothing else: a lower bound for any Gram-trick
+  implementation that computes every block in full. Each product allocates its
+  ``(B, B)`` result, as user code would;
+* ``floor_preallocated``: the same into one preallocated ``(B, B)`` buffer
+  (``out=``): the strictest floor.
 """
 
 from __future__ import annotations
@@ -31,25 +28,26 @@ import vaemath
 SIZES = [256, 1024, 4096]
 DIMS = [16, 128]
 LIBRARIES = ["torch", "numpy"]
+BROADCAST_MAX_BYTES = 2**30
+OP = "mmd2"
 
 
-def _data(library: str, size: int, dim: int):
+def _data(library: str, size: int, dim: int, scale: float = 1.0):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((size, dim), dtype=np.float32)
-    y = rng.standard_normal((size, dim), dtype=np.float32) + 0.1
+    x = rng.standard_normal((size, dim), dtype=np.float32) * np.float32(scale)
+    y = (rng.standard_normal((size, dim), dtype=np.float32) + np.float32(0.1)) * np.float32(scale)
     if library == "torch":
         torch = pytest.importorskip("torch")
         return torch.from_numpy(x), torch.from_numpy(y)
     return x, y
 
 
-def _scaled(library: str, size: int, dim: int):
-    """The floor's inputs, scaled by D^-1/2 so that exp(x @ y.T) cannot overflow."""
-    x, y = _data(library, size, dim)
-    return x * dim**-0.5, y * dim**-0.5
+def _unbiased(kxx, kyy, kxy, trace):
+    n = kxx.shape[0]
+    return (kxx.sum() - trace(kxx) + kyy.sum() - trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean()
 
 
-def _expansion(library: str, bandwidth: float):
+def _broadcast(library: str, bandwidth: float):
     scale = -0.5 / bandwidth**2
     if library == "torch":
         import torch
@@ -57,26 +55,45 @@ def _expansion(library: str, bandwidth: float):
         def block(a, b):
             return torch.exp(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) * scale)
 
-        def mmd(x, y):
-            n = x.shape[0]
-            kxx, kyy, kxy = block(x, x), block(y, y), block(x, y)
-            return (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (
-                n * (n - 1)
-            ) - 2 * kxy.mean()
+        def trace(k):
+            return k.diagonal().sum()
 
-        return mmd
+    else:
 
-    def block_np(a, b):
-        return np.exp(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) * scale)
+        def block(a, b):
+            return np.exp(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) * scale)
 
-    def mmd_np(x, y):
-        n = x.shape[0]
-        kxx, kyy, kxy = block_np(x, x), block_np(y, y), block_np(x, y)
-        return (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (
-            n * (n - 1)
-        ) - 2 * kxy.mean()
+        trace = np.trace
 
-    return mmd_np
+    def mmd(x, y):
+        return _unbiased(block(x, x), block(y, y), block(x, y), trace)
+
+    return mmd
+
+
+def _cdist(library: str, bandwidth: float):
+    scale = -0.5 / bandwidth**2
+    if library == "torch":
+        import torch
+
+        def block(a, b):
+            return torch.exp(torch.cdist(a, b) ** 2 * scale)
+
+        def trace(k):
+            return k.diagonal().sum()
+
+    else:
+        distance = pytest.importorskip("scipy.spatial.distance")
+
+        def block(a, b):
+            return np.exp(distance.cdist(a, b, "sqeuclidean") * scale)
+
+        trace = np.trace
+
+    def mmd(x, y):
+        return _unbiased(block(x, x), block(y, y), block(x, y), trace)
+
+    return mmd
 
 
 def _floor(library: str):
@@ -119,38 +136,47 @@ def _floor_preallocated(library: str, size: int):
     return floor_np
 
 
-def _run(benchmark, fn, x, y, size):
-    if size >= 4096:
+def _run(benchmark, fn, x, y, size, slow=False):
+    if slow and size >= 4096:
+        benchmark.pedantic(fn, args=(x, y), rounds=2, warmup_rounds=0)
+    elif slow and size >= 1024:
+        benchmark.pedantic(fn, args=(x, y), rounds=3, warmup_rounds=1)
+    elif size >= 4096:
         benchmark.pedantic(fn, args=(x, y), rounds=5, warmup_rounds=1)
     else:
         benchmark(fn, x, y)
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
+IMPLS = ["vaemath", "broadcast", "cdist", "floor", "floor_preallocated"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("D", DIMS)
 @pytest.mark.parametrize("B", SIZES)
-class TestBenchMMD2:
-    def test_vaemath(self, benchmark, library, B, D):
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_mmd2(benchmark, tag, library, B, D, impl):
+    tag(OP, library, "forward", f"{B}x{D}", impl, heavy=B > 256)
+    bandwidth = float(np.sqrt(D))
+    if impl == "vaemath":
         x, y = _data(library, B, D)
-        bandwidth = float(np.sqrt(D))
         _run(benchmark, lambda a, b: vaemath.mmd2(a, b, bandwidth=bandwidth), x, y, B)
-
-    def test_expansion(self, benchmark, library, B, D):
-        if B * B * D * 4 > 2**30:
+    elif impl in ("broadcast", "cdist"):
+        if impl == "broadcast" and B * B * D * 4 > BROADCAST_MAX_BYTES:
             pytest.skip("not runnable: (B, B, D) float32 temporary over 1 GiB (8 GiB at 4096x128)")
         x, y = _data(library, B, D)
-        fn = _expansion(library, float(np.sqrt(D)))
-        if B >= 4096:
-            benchmark.pedantic(fn, args=(x, y), rounds=2, warmup_rounds=0)
-        elif B >= 1024:
-            benchmark.pedantic(fn, args=(x, y), rounds=3, warmup_rounds=1)
-        else:
-            benchmark(fn, x, y)
+        make = _broadcast if impl == "broadcast" else _cdist
+        _run(benchmark, make(library, bandwidth), x, y, B, slow=impl == "broadcast")
+    else:
+        # Scaled by D^-1/2 so that exp(x @ y.T) cannot overflow.
+        x, y = _data(library, B, D, scale=D**-0.5)
+        fn = _floor(library) if impl == "floor" else _floor_preallocated(library, B)
+        _run(benchmark, fn, x, y, B)
 
-    def test_floor(self, benchmark, library, B, D):
-        x, y = _scaled(library, B, D)
-        _run(benchmark, _floor(library), x, y, B)
 
-    def test_floor_preallocated(self, benchmark, library, B, D):
-        x, y = _scaled(library, B, D)
-        _run(benchmark, _floor_preallocated(library, B), x, y, B)
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_alternatives_agree(library):
+    """The timed implementations compute the same MMD² (plain test, not timed)."""
+    x, y = _data(library, 64, 16)
+    ours = float(vaemath.mmd2(x, y, bandwidth=4.0))
+    for make in (_broadcast, _cdist):
+        assert float(make(library, 4.0)(x, y)) == pytest.approx(ours, rel=1e-3, abs=1e-6)
