@@ -1,37 +1,64 @@
-"""Turn pytest-benchmark JSON files into the ratio tables of the Performance page.
+"""Run the benchmarks and turn their JSON files into the tables of the Performance page.
 
-Input: one JSON file per benchmark topic, committed under ``docs/benchmarks/``,
-written by::
+One command remeasures everything and rewrites the page's tables (run from the
+repository root; a few minutes on two cores)::
 
-    OPENBLAS_NUM_THREADS=1 python -m pytest benchmarks/test_bench_<topic>.py \\
-        --benchmark-only --benchmark-json docs/benchmarks/<topic>.json
+    python docs/scripts/bench_table.py --run                 # all topics
+    python docs/scripts/bench_table.py --run --only gaussian # one topic
 
-optionally with a ``docs/benchmarks/<topic>.txt`` next to it: free text (reST)
-saying on which machine and with which exact command the file was made; it is
-printed above the tables. Output: ``docs/_generated/performance_tables.rst``
-(included by ``docs/performance.rst``), one section per topic, one table per
-benchmark group, each row a benchmark with its median time and its ratio to the
-group's baseline (the row whose name matches ``--baseline``, by default the
-vaemath row; the fastest row if none matches). Topics listed in ``TOPICS``
-without a JSON file get a placeholder that names the command that fills them.
+For each topic it runs ``benchmarks/test_bench_<topic>.py`` under pytest-benchmark
+(``OPENBLAS_NUM_THREADS=1``; torch's thread count is set in
+``benchmarks/conftest.py``), writes ``docs/benchmarks/<topic>.json`` and a
+``<topic>.txt`` note (the exact command and how long it took), then renders
+``docs/_generated/performance_tables.rst`` (included by ``docs/performance.rst``)
+and prints the ratios and speed targets of ``benchmarks/ratios.py``.
 
-Run from the repository root::
+Without ``--run`` it only renders the committed JSON files (what
+``docs/scripts/make_all.py`` does). Layout: one section per topic, one table per
+(operation, library, mode), one row per shape; the columns are vaemath's median
+and, for each alternative timed in the same run, ``vaemath ÷ alternative`` with
+the alternative's median. The rows are found from each benchmark's
+``extra_info`` (``op``, ``library``, ``mode``, ``shape``, ``impl``), never from
+pytest ids. Files without ``extra_info`` get the older layout (one table per
+benchmark group, ratios to the row matching ``--baseline``). Topics listed in
+``TOPICS`` without a JSON file get a placeholder naming the command.
 
-    python docs/scripts/bench_table.py
-    python docs/scripts/bench_table.py some.json --out table.rst   # one file
+    python docs/scripts/bench_table.py some.json             # plain-text summary
+    python docs/scripts/bench_table.py some.json --out table.rst
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / "docs" / "benchmarks"
 OUT = ROOT / "docs" / "_generated" / "performance_tables.rst"
+RATIOS = ROOT / "benchmarks" / "ratios.py"
+RUN_COMMAND = "python docs/scripts/bench_table.py --run"
+# Environment of every benchmark process (NumPy / SciPy single-threaded).
+BENCH_ENV = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+PYTEST_OPTIONS = (
+    "--benchmark-only",
+    "--benchmark-max-time=0.5",
+    "--benchmark-warmup=on",
+    "--benchmark-warmup-iterations=20",
+    "--benchmark-columns=min,median,rounds",
+    "-p",
+    "no:cacheprovider",
+    "-q",
+)
 COMMAND = (
     "OPENBLAS_NUM_THREADS=1 python -m pytest benchmarks/test_bench_{topic}.py \\\n"
     "    --benchmark-only --benchmark-json docs/benchmarks/{topic}.json"
@@ -43,6 +70,9 @@ TOPICS = {
     "mmd": "MMD",
 }
 UNDERLINE = "-"
+SUBLINE = "~"
+TIMES = "\N{MULTIPLICATION SIGN}"
+VERDICTS = {"PASS": "yes", "FAIL": "**no**", "MISSING": "not measured"}
 
 
 def _fmt_time(seconds: float) -> str:
@@ -102,9 +132,162 @@ def machine_line(data: dict[str, Any]) -> str:
     return line + "."
 
 
-def render(data: dict[str, Any], baseline: str = "vaemath") -> str:
-    lines = [machine_line(data), ""]
-    times = "\N{MULTIPLICATION SIGN}"
+def threads_line(data: dict[str, Any]) -> str:
+    """The thread settings ``benchmarks/conftest.py`` recorded, or "" for older files."""
+    bench = data.get("machine_info", {}).get("vaemath_bench")
+    if not bench:
+        return ""
+    line = (
+        f"Threads: ``torch.set_num_threads({bench.get('torch_threads')})``; NumPy with "
+        f"``OPENBLAS_NUM_THREADS={bench.get('OPENBLAS_NUM_THREADS')}`` "
+        f"(BLAS threads in use: {bench.get('blas_threads')}). "
+        f"torch {bench.get('torch_version')}, NumPy {bench.get('numpy_version')}."
+    )
+    if bench.get("numpy_imported_first"):
+        line += " NumPy was imported before the thread settings: they may not have applied."
+    return line
+
+
+def _load_ratios() -> ModuleType:
+    """``benchmarks/ratios.py`` (the one definition of the speed targets)."""
+    spec = importlib.util.spec_from_file_location("_vaemath_bench_ratios", RATIOS)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _shape_key(shape: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in shape.split("x"))
+    except ValueError:
+        return (sys.maxsize,)
+
+
+def _is_tagged(data: dict[str, Any]) -> bool:
+    return any("impl" in (b.get("extra_info") or {}) for b in data["benchmarks"])
+
+
+def pivot_tables(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per (op, library, mode) of the tagged benchmarks.
+
+    Returns ``[{"op", "library", "mode", "alternatives": [impl, ...],
+    "rows": [(shape, vaemath median or None, {impl: (median, vaemath / median)})]}]``
+    in the order the benchmarks ran; rows sorted by shape, alternatives in the
+    order first seen.
+    """
+    tables: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info") or {}
+        if "impl" not in info:
+            continue
+        key = (str(info["op"]), str(info["library"]), str(info["mode"]))
+        table = tables.setdefault(key, {"alternatives": [], "shapes": {}})
+        impl = str(info["impl"])
+        if impl != "vaemath" and impl not in table["alternatives"]:
+            table["alternatives"].append(impl)
+        table["shapes"].setdefault(str(info["shape"]), {})[impl] = float(bench["stats"]["median"])
+    out = []
+    for (op, library, mode), table in tables.items():
+        rows = []
+        for shape in sorted(table["shapes"], key=_shape_key):
+            entry = table["shapes"][shape]
+            ours = entry.get("vaemath")
+            alts = {
+                name: (t, ours / t if ours is not None else None)
+                for name, t in entry.items()
+                if name != "vaemath"
+            }
+            rows.append((shape, ours, alts))
+        out.append(
+            {
+                "op": op,
+                "library": library,
+                "mode": mode,
+                "alternatives": table["alternatives"],
+                "rows": rows,
+            }
+        )
+    return out
+
+
+def _shape_cell(shape: str) -> str:
+    return shape.replace("x", " \N{MULTIPLICATION SIGN} ")
+
+
+def render_pivot(data: dict[str, Any]) -> str:
+    lines = [
+        "Each ``vs X`` cell is vaemath's median time divided by that of X, measured in the "
+        f"same run (below 1{TIMES}: vaemath is faster), with X's median in parentheses; "
+        "*not run*: skipped at that size (memory or time; the benchmark file says why).",
+        "",
+    ]
+    for table in pivot_tables(data):
+        title = f"``{table['op']}``, {table['library']}, {table['mode']}"
+        lines += [
+            f".. list-table:: {title}",
+            "   :header-rows: 1",
+            "",
+            "   * - shape",
+            "     - vaemath",
+        ]
+        lines += [f"     - vs ``{name}``" for name in table["alternatives"]]
+        for shape, ours, alts in table["rows"]:
+            lines += [
+                f"   * - {_shape_cell(shape)}",
+                f"     - {_fmt_time(ours) if ours is not None else '*not run*'}",
+            ]
+            for name in table["alternatives"]:
+                if name not in alts:
+                    lines.append("     - *not run*")
+                    continue
+                t, ratio = alts[name]
+                shown = f"{ratio:.2f}{TIMES}" if ratio is not None else "\N{EM DASH}"
+                lines.append(f"     - {shown} ({_fmt_time(t)})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_targets(data: dict[str, Any]) -> str:
+    """The speed targets of ``benchmarks/ratios.py`` that this file measures, or ""."""
+    ratios = _load_ratios()
+    found = ratios.medians(data)
+    ops = {key[0] for key in found}
+    rows = [row for row in ratios.check_targets(found) if row[0].op in ops]
+    if not rows:
+        return ""
+    met = sum(verdict == "PASS" for *_, verdict in rows)
+    lines = [
+        "Speed targets",
+        SUBLINE * len("Speed targets"),
+        "",
+        f"{met} of {len(rows)} met in this run (``python benchmarks/ratios.py`` prints the same "
+        "check; the ratio is vaemath's median over the alternative's, same run).",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - target",
+        "     - shape",
+        "     - ratio",
+        "     - met",
+    ]
+    for target, shape, ratio, verdict in rows:
+        lines += [
+            f"   * - ``{target.op}`` {target.mode} ({target.library}): "
+            f"{target.describe().split(': ', 1)[1]}",
+            f"     - {_shape_cell(shape)}",
+            f"     - {'' if ratio is None else f'{ratio:.2f}{TIMES}'}",
+            f"     - {VERDICTS[verdict]}",
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render_legacy(data: dict[str, Any], baseline: str = "vaemath") -> str:
+    lines = []
     for table in ratio_tables(data, baseline):
         naive = table["naive"]
         lines += [
@@ -121,11 +304,27 @@ def render(data: dict[str, Any], baseline: str = "vaemath") -> str:
             lines += [
                 f"   * - ``{name}``",
                 f"     - {_fmt_time(median)}",
-                f"     - {ratio:.2f}{times}",
+                f"     - {ratio:.2f}{TIMES}",
             ]
             if naive is not None:
-                lines.append(f"     - {naive[name]:.2f}{times}")
+                lines.append(f"     - {naive[name]:.2f}{TIMES}")
         lines.append("")
+    return "\n".join(lines)
+
+
+def render(data: dict[str, Any], baseline: str = "vaemath") -> str:
+    lines = [machine_line(data)]
+    threads = threads_line(data)
+    if threads:
+        lines += ["", threads]
+    lines.append("")
+    if _is_tagged(data):
+        lines.append(render_pivot(data))
+        targets = render_targets(data)
+        if targets:
+            lines.append(targets)
+    else:
+        lines.append(render_legacy(data, baseline))
     return "\n".join(lines)
 
 
@@ -142,8 +341,9 @@ def render_topic(topic: str, bench_dir: Path, baseline: str) -> str:
             "",
             "   .. code-block:: bash",
             "",
-            *(f"      {line}" for line in COMMAND.format(topic=topic).splitlines()),
-            "      python docs/scripts/bench_table.py",
+            f"      {RUN_COMMAND} --only {topic}",
+            "",
+            f"   which runs ``benchmarks/test_bench_{topic}.py``.",
             "",
         ]
         return "\n".join(lines)
@@ -165,12 +365,63 @@ def main(bench_dir: Path = BENCH_DIR, out: Path = OUT, baseline: str = "vaemath"
     )
     body = "\n\n".join(render_topic(t, bench_dir, baseline) for t in topics)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + body + "\n", encoding="utf-8")
+    out.write_text(header + body.rstrip("\n") + "\n", encoding="utf-8")
     return out
+
+
+def pytest_command(topic: str, bench_dir: Path = BENCH_DIR) -> list[str]:
+    json_path = (bench_dir / f"{topic}.json").resolve()
+    try:
+        json_arg = str(json_path.relative_to(ROOT))
+    except ValueError:
+        json_arg = str(json_path)
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"benchmarks/test_bench_{topic}.py",
+        *PYTEST_OPTIONS,
+        f"--benchmark-json={json_arg}",
+    ]
+
+
+def run(topics: list[str], bench_dir: Path = BENCH_DIR) -> dict[str, float]:
+    """Run each topic's benchmarks into ``bench_dir/<topic>.json`` and write its note."""
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **BENCH_ENV}
+    seconds = {}
+    for topic in topics:
+        command = pytest_command(topic, bench_dir)
+        shown = (
+            " ".join(f"{k}={v}" for k, v in BENCH_ENV.items())
+            + " python "
+            + shlex.join(command[1:])
+        )
+        print(f"== {topic}: {shown}", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run(command, cwd=ROOT, env=env, check=False)
+        seconds[topic] = time.perf_counter() - start
+        if proc.returncode != 0:
+            msg = f"benchmarks for {topic!r} failed (exit {proc.returncode})"
+            raise SystemExit(msg)
+        (bench_dir / f"{topic}.txt").write_text(
+            f"Measured by ``{RUN_COMMAND}`` in {seconds[topic]:.0f} s; this topic's command "
+            f"(from the repository root):\n\n.. code-block:: bash\n\n   {shown}\n",
+            encoding="utf-8",
+        )
+        print(f"   {topic}: {seconds[topic]:.0f} s", flush=True)
+    return seconds
 
 
 def summary(data: dict[str, Any], baseline: str = "vaemath") -> str:
     """Plain-text version of the ratio tables (for terminals and reports)."""
+    if _is_tagged(data):
+        ratios = _load_ratios()
+        found = ratios.medians(data)
+        ops = {key[0] for key in found}
+        rows = [row for row in ratios.check_targets(found) if row[0].op in ops]
+        text = ratios.report(found)
+        return text + ("\n" + ratios.target_report(rows) if rows else "")
     out = []
     for table in ratio_tables(data, baseline):
         out.append(f"{table['group']}  (baseline {table['baseline']})")
@@ -184,8 +435,20 @@ if __name__ == "__main__":
     parser.add_argument("json", nargs="?", type=Path, help="one pytest-benchmark JSON file")
     parser.add_argument("--out", type=Path, default=None, help="where to write the reST")
     parser.add_argument("--baseline", default="vaemath", help="regex naming the baseline row")
+    parser.add_argument("--run", action="store_true", help="rerun the benchmarks first")
+    parser.add_argument(
+        "--only", action="append", choices=list(TOPICS), help="with --run: only this topic"
+    )
     args = parser.parse_args()
-    if args.json is None:
+    if args.run:
+        begin = time.perf_counter()
+        run(args.only or list(TOPICS))
+        print(main(out=args.out or OUT, baseline=args.baseline))
+        ratios_module = _load_ratios()
+        paths = sorted(BENCH_DIR.glob("*.json"))
+        ratios_module.main([str(p) for p in paths])
+        print(f"total: {time.perf_counter() - begin:.0f} s")
+    elif args.json is None:
         print(main(out=args.out or OUT, baseline=args.baseline))
     else:
         loaded = json.loads(args.json.read_text(encoding="utf-8"))
