@@ -113,8 +113,9 @@ class TestRbfKernel:
         expected = gram_ref(x.astype(dtype), y.astype(dtype), "rbf", bandwidth)
         assert_close(got, expected, xp=xp, dtype=getattr(xp, dtype), shape=(23, 17), atol=1e-6)
 
-    def test_infovae_convention(self, xp, asarray, samples):
-        # InfoVAE: exp(-|x - y|^2 / D) is bandwidth sqrt(D / 2).
+    def test_exp_over_d_convention(self, xp, asarray, samples):
+        # exp(-|x - y|^2 / D) is bandwidth sqrt(D / 2). (InfoVAE's code divides
+        # by D^2, not D: see TestInfoVAEMapping.)
         x, y = samples
         dim = x.shape[1]
         got = rbf_kernel(asarray(x), asarray(y), np.sqrt(dim / 2))
@@ -240,6 +241,22 @@ class TestMMD2:
         for kernel, bw in (("rbf", [0.7, 2.0]), ("imq", 3.0)):
             got = mmd2(asarray(x), asarray(y), kernel=kernel, bandwidth=bw)
             assert_close(got, mmd2_ref(x, y, kernel, bw, True), xp=xp, rtol=1e-10)
+
+    def test_native_matches_generic(self, backend, xp, asarray, samples, monkeypatch):
+        # The in-place torch / NumPy kernel passes of the block engine against
+        # the generic Array-API path (which clamps) on the same arrays.
+        if backend.value not in ("numpy", "torch"):
+            pytest.skip("native fast paths: numpy and torch only")
+        import vaemath._mmd._kernels as kernels
+
+        x, y = asarray(samples[0]), asarray(samples[1])
+        cases = [("rbf", 1.1), ("rbf", [0.5, 2.0]), ("imq", 3.0), ("imq", [0.5, 4.0])]
+        native = [mmd2(x, y, kernel=k, bandwidth=b) for k, b in cases]
+        monkeypatch.setattr(kernels, "is_torch_namespace", lambda _: False)
+        monkeypatch.setattr(kernels, "is_numpy_namespace", lambda _: False)
+        for (k, b), expected in zip(cases, native):
+            got = mmd2(x, y, kernel=k, bandwidth=b)
+            assert_close(got, to_numpy(expected), xp=xp, rtol=1e-13, atol=1e-15)
 
     @pytest.mark.parametrize("unbiased", [True, False], ids=["U", "V"])
     def test_callable_kernel(self, xp, asarray, samples, unbiased):
@@ -705,6 +722,50 @@ class TestMedianDegenerate:
         x = asarray(np.ones((5, 3)))
         with pytest.raises(ValueError, match="zero bandwidth"):
             mmd2(x, asarray(np.ones((4, 3))), bandwidth="median")
+
+    @pytest.mark.parametrize("kernel", ["rbf", "imq"])
+    def test_half_the_pairs_coincide(self, xp, asarray, kernel):
+        # 4 equal points and 1 other: 6 of the 10 pairs are at distance 0, so the
+        # median is 0 although not all distances are.
+        x, y = np.zeros((4, 2)), np.array([[1.0, 2.0]])
+        with pytest.raises(ValueError, match="zero bandwidth"):
+            mmd2(asarray(x), asarray(y), kernel=kernel, bandwidth="median", unbiased=False)
+
+    def test_gaussian_prior_zero_median_raises(self, xp, asarray):
+        with pytest.raises(ValueError, match="zero bandwidth"):
+            mmd2_gaussian_prior(asarray(np.full((6, 2), 0.3)), bandwidth="median")
+
+    def test_gaussian_prior_median_of_one_point(self, xp, asarray):
+        # One point has no pairs: a clear error rather than an index error.
+        x = asarray(np.zeros((1, 2)))
+        with pytest.raises(ValueError, match="at least 2 points"):
+            mmd2_gaussian_prior(x, bandwidth="median", unbiased=False)
+
+    def test_torch_compile_gives_nan(self, backend, xp):
+        # Under tracing the median cannot be read: no error, and NaN (never a
+        # finite number) for a zero median; an ordinary sample is unaffected.
+        if backend.value != "torch":
+            pytest.skip("torch.compile test: torch CPU only")
+        import torch
+
+        compiled = torch.compile(lambda a, b: mmd2(a, b, bandwidth="median"), fullgraph=True)
+        ones = torch.ones((5, 3), dtype=torch.float64)
+        assert torch.isnan(compiled(ones, ones))
+        gen = torch.Generator().manual_seed(0)
+        x, y = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(compiled(x, y), mmd2(x, y, bandwidth="median"))
+
+    def test_jax_jit_gives_nan(self, backend, xp):
+        if backend.value != "jax":
+            pytest.skip("jax.jit test: jax only")
+        import jax
+
+        jitted = jax.jit(lambda a, b: mmd2(a, b, kernel="imq", bandwidth="median"))
+        ones = xp.ones((5, 3), dtype=xp.float64)
+        assert bool(xp.isnan(jitted(ones, ones)))
+        x = xp.asarray(np.random.default_rng(0).normal(size=(6, 3)))
+        expected = to_numpy(mmd2(x, x + 0.5, kernel="imq", bandwidth="median"))
+        assert_close(jitted(x, x + 0.5), expected, xp=xp, rtol=1e-12)
 
     def test_nan_in_gives_nan_out(self, xp, asarray):
         x = np.ones((5, 3))
