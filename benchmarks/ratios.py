@@ -97,6 +97,13 @@ def _shape_key(shape: str) -> tuple[int, ...]:
         return (sys.maxsize,)
 
 
+def _fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
 def report(found: dict[Key, dict[str, float]]) -> str:
     lines = []
     for key in sorted(found, key=lambda k: (k[0], k[1], k[2], _shape_key(k[3]))):
@@ -109,7 +116,7 @@ def report(found: dict[Key, dict[str, float]]) -> str:
         ratios = ", ".join(
             f"/{name} {ours / t:.2f}x" for name, t in entry.items() if name != "vaemath"
         )
-        lines.append(f"{head}: vaemath {ours * 1e6:.1f} us; {ratios}")
+        lines.append(f"{head}: vaemath {_fmt_time(ours)}; {ratios or 'no alternative run'}")
     return "\n".join(lines)
 
 

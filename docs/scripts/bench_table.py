@@ -55,8 +55,7 @@ PYTEST_OPTIONS = (
     "--benchmark-warmup=on",
     "--benchmark-warmup-iterations=20",
     "--benchmark-columns=min,median,rounds",
-    "-p",
-    "no:cacheprovider",
+    "-pno:cacheprovider",
     "-q",
 )
 COMMAND = (
@@ -218,12 +217,7 @@ def _shape_cell(shape: str) -> str:
 
 
 def render_pivot(data: dict[str, Any]) -> str:
-    lines = [
-        "Each ``vs X`` cell is vaemath's median time divided by that of X, measured in the "
-        f"same run (below 1{TIMES}: vaemath is faster), with X's median in parentheses; "
-        "*not run*: skipped at that size (memory or time; the benchmark file says why).",
-        "",
-    ]
+    lines = []
     for table in pivot_tables(data):
         title = f"``{table['op']}``, {table['library']}, {table['mode']}"
         lines += [
@@ -385,6 +379,33 @@ def pytest_command(topic: str, bench_dir: Path = BENCH_DIR) -> list[str]:
     ]
 
 
+def _wrap_command(command: list[str], width: int = 80) -> str:
+    """The command as shell text over continued lines (for the reST notes)."""
+    lines = [
+        " ".join(f"{k}={v}" for k, v in BENCH_ENV.items()),
+        shlex.join(["python", *command[1:4]]),
+    ]
+    for arg in command[4:]:
+        if len(lines[-1]) + len(arg) + 1 > width or len(lines) == 2:
+            lines.append(shlex.quote(arg))
+        else:
+            lines[-1] += " " + shlex.quote(arg)
+    return " \\\n      ".join(lines)
+
+
+def write_note(topic: str, seconds: float, bench_dir: Path = BENCH_DIR) -> Path:
+    """``bench_dir/<topic>.txt``: the command that made the JSON file and how long it took."""
+    path = bench_dir / f"{topic}.txt"
+    path.write_text(
+        f"Measured by ``{RUN_COMMAND}`` in {seconds:.0f} s; this topic's command "
+        "(from the repository root):\n\n.. code-block:: bash\n\n   "
+        + _wrap_command(pytest_command(topic, bench_dir))
+        + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 def run(topics: list[str], bench_dir: Path = BENCH_DIR) -> dict[str, float]:
     """Run each topic's benchmarks into ``bench_dir/<topic>.json`` and write its note."""
     bench_dir.mkdir(parents=True, exist_ok=True)
@@ -404,11 +425,7 @@ def run(topics: list[str], bench_dir: Path = BENCH_DIR) -> dict[str, float]:
         if proc.returncode != 0:
             msg = f"benchmarks for {topic!r} failed (exit {proc.returncode})"
             raise SystemExit(msg)
-        (bench_dir / f"{topic}.txt").write_text(
-            f"Measured by ``{RUN_COMMAND}`` in {seconds[topic]:.0f} s; this topic's command "
-            f"(from the repository root):\n\n.. code-block:: bash\n\n   {shown}\n",
-            encoding="utf-8",
-        )
+        write_note(topic, seconds[topic], bench_dir)
         print(f"   {topic}: {seconds[topic]:.0f} s", flush=True)
     return seconds
 
