@@ -3,7 +3,7 @@ r"""Diagonal Gaussians: :func:`gaussian_kl` and :func:`gaussian_log_density`.
 Each public function resolves the namespace once and calls its private ``xp=``
 twin (:func:`kl_diag`, :func:`kl_standard`, :func:`log_density`), which other
 subpackages call directly. The twins take arrays of one floating dtype and do
-the working-dtype round trip themselves (``vaemath._lib._helpers.working_dtype``).
+the working-dtype round trip themselves (``vaemath._lib._helpers.in_working_dtype``).
 
 Accuracy notes (measured in ulps against mpmath by ``docs/scripts/accuracy.py``):
 
@@ -18,15 +18,14 @@ Accuracy notes (measured in ulps against mpmath by ``docs/scripts/accuracy.py``)
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from .._lib._helpers import (
     Array,
     Namespace,
     broadcast_shapes,
+    in_working_dtype,
     numpy_quiet,
     resolve,
-    working_dtype,
 )
 from ._eager import eager_kl_standard
 from ._expm1mx import half_expm1mx
@@ -63,15 +62,6 @@ def _two_diff(a: Array, b: Array, *, xp: Namespace) -> tuple[Array, Array]:
     # Where s overflows (or an input is inf/nan) err is nan; the correction
     # is meaningless there, and s alone carries the right inf/nan.
     return s, xp.where(xp.isfinite(err), err, xp.zeros_like(err))
-
-
-def _in_working_dtype(fn: Any, arrays: tuple[Array, ...], *, xp: Namespace) -> Array:
-    """``fn(*arrays)`` computed in the working dtype, rounded once to the input dtype."""
-    dtype = arrays[0].dtype
-    work = working_dtype(xp, dtype)
-    if work == dtype:
-        return fn(*arrays)
-    return xp.astype(fn(*(xp.astype(a, work) for a in arrays)), dtype)
 
 
 def _check_broadcast(arrays: dict[str, Array]) -> None:
@@ -221,7 +211,7 @@ def kl_standard(mu: Array, logvar: Array, *, xp: Namespace) -> Array:
     out = eager_kl_standard(mu, logvar, xp=xp)
     if out is not None:
         return out
-    return _in_working_dtype(lambda *a: _kl_standard_work(*a, xp=xp), (mu, logvar), xp=xp)
+    return in_working_dtype(_kl_standard_work, mu, logvar, xp=xp)
 
 
 def _kl_standard_work(mu: Array, logvar: Array, *, xp: Namespace) -> Array:
@@ -233,9 +223,7 @@ def kl_diag(
     mu: Array, logvar: Array, prior_mu: Array, prior_logvar: Array, *, xp: Namespace
 ) -> Array:
     """``KL(N(mu, e^logvar) || N(prior_mu, e^prior_logvar))`` elementwise."""
-    return _in_working_dtype(
-        lambda *a: _kl_diag_diag(*a, xp=xp), (mu, logvar, prior_mu, prior_logvar), xp=xp
-    )
+    return in_working_dtype(_kl_diag_diag, mu, logvar, prior_mu, prior_logvar, xp=xp)
 
 
 def _kl_diag_diag(
@@ -284,7 +272,7 @@ def neg_half_log_normaliser(logvar: Array, *, xp: Namespace) -> Array:
 
 def log_density(z: Array, mu: Array, logvar: Array, *, xp: Namespace) -> Array:
     """``log N(z; mu, e^logvar)`` elementwise, in the working dtype of the inputs."""
-    return _in_working_dtype(lambda *a: _log_density_work(*a, xp=xp), (z, mu, logvar), xp=xp)
+    return in_working_dtype(_log_density_work, z, mu, logvar, xp=xp)
 
 
 def _log_density_work(z: Array, mu: Array, logvar: Array, *, xp: Namespace) -> Array:

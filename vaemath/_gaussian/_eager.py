@@ -6,7 +6,7 @@ of its ~20 elementwise steps. That is free under a compiler (``torch.compile``,
 eager mode, where every step is a separate pass over memory. These kernels
 compute the same :math:`h(d)` of :mod:`._expm1mx` (same switch, same
 coefficients) with the same accuracy in few passes; they are listed, with what
-they measured, in ``docs/_generated/fast_paths.rst`` (``docs/scripts/fast_paths.py``).
+they mirror, in ``docs/fast_paths.inc`` (their timings: the benchmark tables).
 
 * torch (eager, float32/float64, any device): in-place Horner steps on two
   scratch tensors, wrapped in an ``autograd.Function`` whose backward is the

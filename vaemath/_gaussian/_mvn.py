@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 from .._lib._compat import device, is_jax_namespace, is_numpy_namespace, is_torch_namespace
-from .._lib._helpers import Array, Namespace, broadcast_shapes, numpy_quiet, resolve, working_dtype
+from .._lib._helpers import (
+    Array,
+    Namespace,
+    broadcast_shapes,
+    in_working_dtype,
+    numpy_quiet,
+    resolve,
+)
 from ._expm1mx import SWITCH, poly_half_expm1mx
 
 __all__ = ["forward_substitution", "mvn_kl", "solve_tril"]
@@ -80,15 +89,9 @@ def mvn_kl(
         }
     )
     dim = _check_mvn_shapes(mu, scale_tril, prior_mu, prior_scale_tril)
-    dtype = mu.dtype
-    work = working_dtype(xp, dtype)
-    if work != dtype:
-        mu, scale_tril, prior_mu, prior_scale_tril = (
-            None if a is None else xp.astype(a, work)
-            for a in (mu, scale_tril, prior_mu, prior_scale_tril)
-        )
-    out = _kl_tril_tril(mu, scale_tril, prior_mu, prior_scale_tril, dim=dim, xp=xp)
-    return out if work == dtype else xp.astype(out, dtype)
+    return in_working_dtype(
+        functools.partial(_kl_tril_tril, dim=dim), mu, scale_tril, prior_mu, prior_scale_tril, xp=xp
+    )
 
 
 def _kl_tril_tril(

@@ -39,6 +39,7 @@ __all__ = [
     "check_choice",
     "numpy_quiet",
     "resolve",
+    "in_working_dtype",
     "working_dtype",
 ]
 
@@ -240,6 +241,19 @@ def working_dtype(xp: Namespace, dtype: Any) -> Any:
     if (is_numpy_namespace(xp) or is_array_api_strict_namespace(xp)) and dtype == xp.float32:
         return xp.float64
     return dtype
+
+
+def in_working_dtype(fn: Callable[..., Array], *arrays: Array | None, xp: Namespace) -> Array:
+    """``fn(*arrays, xp=xp)`` computed in :func:`working_dtype`, rounded once back.
+
+    The dtype is that of the first array; ``None`` entries pass through.
+    """
+    dtype = arrays[0].dtype  # type: ignore[union-attr]
+    work = working_dtype(xp, dtype)
+    if work == dtype:
+        return fn(*arrays, xp=xp)
+    widened = (None if a is None else xp.astype(a, work) for a in arrays)
+    return xp.astype(fn(*widened, xp=xp), dtype)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
