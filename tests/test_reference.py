@@ -29,11 +29,6 @@ import torch
 from vaemath.reference import main
 from vaemath.reference.data import make_digits, make_shapes
 from vaemath.reference.files import load_checkpoint
-from vaemath.reference.metrics import (
-    active_units,
-    discrete_mutual_information,
-    mutual_information_gap,
-)
 from vaemath.reference.objectives import Weights, loss_terms
 from vaemath.reference.training import TrainConfig, train
 
@@ -122,55 +117,6 @@ class TestMakeShapes:
         assert data.images.min() >= 0.0
         assert data.images.max() <= 1.0
         assert sorted(np.unique(data.factors).tolist()) == list(range(10))
-
-
-# -- metrics --------------------------------------------------------------------------
-
-
-class TestMutualInformationGap:
-    @pytest.mark.parametrize("k", [pytest.param(2, id="binary"), pytest.param(7, id="7 values")])
-    def test_discrete_mi_hand_values(self, k):
-        labels = np.repeat(np.arange(k), 5)
-        assert discrete_mutual_information(labels, labels) == pytest.approx(math.log(k))
-        grid_a, grid_b = np.meshgrid(np.arange(k), np.arange(3), indexing="ij")
-        assert discrete_mutual_information(grid_a.ravel(), grid_b.ravel()) == pytest.approx(
-            0.0, abs=1e-12
-        )
-
-    def test_perfect_encoder_is_high(self):
-        data = make_shapes(n_positions=8, jitter=0.0)
-        rng = np.random.default_rng(0)
-        codes = np.concatenate(
-            [data.factors.astype(float), rng.normal(size=(len(data), 3))], axis=1
-        )
-        result = mutual_information_gap(codes, data.factors)
-        assert result["mig"] > 0.95
-        assert min(result["per_factor"]) > 0.95
-
-    def test_random_encoder_is_low(self):
-        data = make_shapes(n_positions=8, jitter=0.0)
-        rng = np.random.default_rng(0)
-        result = mutual_information_gap(rng.normal(size=(len(data), 6)), data.factors)
-        assert result["mig"] < 0.05
-
-    def test_entangled_encoder_is_low(self):
-        # Each factor is spread equally over two latents: no gap at all.
-        data = make_shapes(n_positions=8, jitter=0.0)
-        f = data.factors.astype(float)
-        codes = np.concatenate([f, f], axis=1)
-        assert mutual_information_gap(codes, data.factors)["mig"] == pytest.approx(0.0, abs=1e-12)
-
-    def test_rotated_encoder_is_between(self):
-        data = make_shapes(n_positions=8, jitter=0.0)
-        x, y = data.factors[:, 2].astype(float), data.factors[:, 3].astype(float)
-        codes = np.stack([x + y, x - y], axis=1)
-        result = mutual_information_gap(codes, data.factors[:, 2:])
-        assert 0.0 <= result["mig"] < 0.5
-
-    def test_active_units(self):
-        rng = np.random.default_rng(0)
-        mu = np.concatenate([rng.normal(size=(500, 3)), 1e-3 * rng.normal(size=(500, 2))], 1)
-        assert active_units(mu) == 3
 
 
 # -- objectives -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """vaemath: the closed-form math and estimators of variational autoencoders.
 
 Gaussian KL divergences (standard and arbitrary priors, log-variance form),
-minibatch mutual-information / total-correlation estimators and MMD kernels,
+minibatch mutual-information / total-correlation estimators, MMD kernels and
+disentanglement metrics (Mutual Information Gap, active units),
 written once against the Python Array API standard so that the same call works
 on NumPy, PyTorch, JAX and any other conforming library.
 """
@@ -19,10 +20,13 @@ from ._estimators import (
     total_correlation,
 )
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
+from ._metrics import MutualInformationGap, active_units, mutual_information_gap
 from ._mmd import imq_kernel, mmd2, mmd2_gaussian_prior, mmd2_linear, rbf_kernel
 
 __all__ = [
     "ElboDecomposition",
+    "MutualInformationGap",
+    "active_units",
     "dataset_decomposition",
     "dimensionwise_kl",
     "elbo_decomposition",
@@ -35,6 +39,7 @@ __all__ = [
     "mmd2_gaussian_prior",
     "mmd2_linear",
     "mutual_information",
+    "mutual_information_gap",
     "mvn_kl",
     "rbf_kernel",
     "total_correlation",

@@ -4,6 +4,7 @@ Layout (each piece in one file, imported by the others):
 
 * ``_weights.py`` -- :data:`METHODS` and the MWS / MSS log mixture weights;
 * ``_tiles.py`` -- the tiled log-sum-exp engine (forward and backward), the only one;
+  :func:`log_marginals` is its entry for other subpackages (the MIG of ``_metrics``);
 * ``_torch.py`` -- its torch ``autograd.Function`` adapter (bounded-memory backward);
 * ``_decomposition.py`` -- :class:`ElboDecomposition`, input checks, engine dispatch;
 * ``_minibatch.py`` -- the public minibatch estimators;
@@ -22,6 +23,7 @@ from ._minibatch import (
     mutual_information,
     total_correlation,
 )
+from ._tiles import bound_margin, log_marginals, log_sums_by_group
 from ._weights import METHODS
 
 __all__ = [
@@ -32,6 +34,9 @@ __all__ = [
     "elbo_decomposition",
     "log_aggregate_posterior",
     "log_marginal_aggregate_posterior",
+    "bound_margin",
+    "log_marginals",
+    "log_sums_by_group",
     "mutual_information",
     "total_correlation",
 ]

@@ -11,8 +11,8 @@ import numpy as np
 
 from .._gaussian import log_density
 from .._lib._compat import device, is_torch_namespace
-from .._lib._helpers import Array, numpy_quiet, resolve
-from .._lib._progress import Progress
+from .._lib._helpers import Array, check_encodings, check_index, numpy_quiet, resolve
+from .._lib._progress import progress_reporter
 from . import _tiles
 from ._decomposition import ElboDecomposition, check_prior, decompose
 from ._weights import LogWeights
@@ -90,36 +90,15 @@ def dataset_decomposition(
     xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
         {"mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
     )
-    for name, value in (("mu", mu), ("logvar", logvar)):
-        if value.ndim != 2:
-            msg = f"`{name}` must have shape (N, D), got {tuple(value.shape)}"
-            raise ValueError(msg)
-    if tuple(mu.shape) != tuple(logvar.shape) or 0 in tuple(mu.shape):
-        msg = (
-            "`mu` and `logvar` must have one non-empty shape (N, D), got "
-            f"{tuple(mu.shape)} and {tuple(logvar.shape)}"
-        )
-        raise ValueError(msg)
-    n, d = (int(s) for s in mu.shape)
+    n, d = check_encodings(mu, logvar)
     check_prior((n, d), prior_mu, prior_logvar)
-    samples = operator.index(num_samples)
-    if samples < 1:
-        msg = f"`num_samples` must be at least 1, got {samples}"
-        raise ValueError(msg)
+    samples = check_index("num_samples", num_samples, low=1)
     if chunk_size is not None and operator.index(chunk_size) < 1:
         msg = f"`chunk_size` must be a positive integer or None, got {chunk_size}"
         raise ValueError(msg)
-    report: Callable[[int, int], Any] | None
-    bar = None
-    if progress is True:
-        bar = report = Progress(n * samples, desc="dataset_decomposition", unit="rows")
-    elif progress is None or progress is False:
-        report = None
-    elif callable(progress):
-        report = progress
-    else:
-        msg = f"`progress` must be None, a bool or a callable, got {progress!r}"
-        raise TypeError(msg)
+    report, bar = progress_reporter(
+        progress, n * samples, desc="dataset_decomposition", unit="rows"
+    )
     if is_torch_namespace(xp):
         mu, logvar = mu.detach(), logvar.detach()
         prior_mu, prior_logvar = prior_mu.detach(), prior_logvar.detach()

@@ -48,7 +48,14 @@ from .._lib._compat import device, is_numpy_namespace, is_torch_namespace
 from .._lib._helpers import Array, Namespace
 from ._weights import LogWeights
 
-__all__ = ["backward", "forward", "tile_shape"]
+__all__ = [
+    "backward",
+    "bound_margin",
+    "forward",
+    "log_marginals",
+    "log_sums_by_group",
+    "tile_shape",
+]
 
 _TILE_ELEMENTS = 1 << 17
 """Elements of one ``(k, b, N)`` work tile (512 KiB in float32: stays in cache)."""
@@ -175,6 +182,20 @@ def _components(mu: Array, logvar: Array, shift: float, *, xp: Namespace) -> _Co
     return _Components(mu_t, -0.5 * xp.exp(-lv_t), norm_t)
 
 
+def _density_tile(z_t: Array, comp: _Components, dims: slice, comps: slice) -> Array:
+    """``(k, b, n)`` tile of L_ijd for latent dimensions ``dims`` and components ``comps``.
+
+    L_ijd = -(z_id - mu_jd)^2 exp(-v_jd) / 2 + norm_jd, with norm_jd =
+    -(v_jd + log 2 pi) / 2 (possibly shifted), built in place; ``z_t`` is the
+    ``(k, b)`` slice of the transposed queries.
+    """
+    dens = z_t[:, :, None] - comp.mu_t[dims, None, comps]
+    dens *= dens
+    dens *= comp.neg_half_prec_t[dims, None, comps]
+    dens += comp.norm_t[dims, None, comps]
+    return dens
+
+
 def forward(
     z: Array,
     mu: Array,
@@ -184,14 +205,19 @@ def forward(
     xp: Namespace,
     rows: int | None = None,
     keep_joint: bool = False,
+    with_joint: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Array, Array, Array | None]:
     """Estimates ``(log q(z_i), log q(z_id), J + log w)`` in bounded memory.
 
     Returns ``l`` of shape ``(M,)``, ``l_d`` of shape ``(M, D)`` and, with
     ``keep_joint``, the ``(M, N)`` matrix ``J_ij + log w_ij`` (for the backward
-    pass; otherwise ``None``).
+    pass; otherwise ``None``). ``with_joint=False`` skips the joint term
+    (``l`` is then ``None``): only the per-dimension marginals are computed.
     """
+    if keep_joint and not with_joint:
+        msg = "keep_joint needs with_joint"
+        raise ValueError(msg)
     m, d = z.shape
     n = mu.shape[0]
     dtype, dev = z.dtype, device(z)
@@ -204,35 +230,30 @@ def forward(
     for i0 in range(0, m, b):
         i1 = min(i0 + b, m)
         logw = _log_weight_tile(weights, i0, i1, n, dtype=dtype, dev=dev, xp=xp)
-        joint = xp.zeros((i1 - i0, n), dtype=dtype, device=dev)
+        joint = xp.zeros((i1 - i0, n), dtype=dtype, device=dev) if with_joint else None
         marg: list[Array] = []
         for d0 in range(0, d, k):
             d1 = min(d0 + k, d)
-            # L_ijd = -(z_id - mu_jd)^2 exp(-v_jd) / 2 - (v_jd + log 2 pi) / 2, in place
-            dens = z_t[d0:d1, i0:i1, None] - comp.mu_t[d0:d1, None, :]
-            dens *= dens
-            dens *= comp.neg_half_prec_t[d0:d1, None, :]
-            dens += comp.norm_t[d0:d1, None, :]
-            joint += dens[0, ...] if d1 - d0 == 1 else xp.sum(dens, axis=0)
+            dens = _density_tile(z_t[d0:d1, i0:i1], comp, slice(d0, d1), slice(0, n))
+            if joint is not None:
+                joint += dens[0, ...] if d1 - d0 == 1 else xp.sum(dens, axis=0)
             if logw is not None:
                 dens += logw
             marg.append(_lse_last(dens, xp=xp))
-        if keep_joint:
+        if joint is not None:
             if logw is not None:
                 joint += logw
-            joint_rows.append(joint)
-            log_q.append(_lse_last(xp.asarray(joint, copy=True), xp=xp))
-        else:
-            if logw is not None:
-                joint += logw
+            if keep_joint:
+                joint_rows.append(joint)
+                joint = xp.asarray(joint, copy=True)
             log_q.append(_lse_last(joint, xp=xp))
         log_qd.append(xp.concat(marg, axis=0))
         if progress is not None:
             progress(i1, m)
-    lq = xp.concat(log_q, axis=0)
+    lq = xp.concat(log_q, axis=0) if with_joint else None
     lqd = xp.permute_dims(xp.concat(log_qd, axis=1), (1, 0))
     if weights.uniform:
-        lq = lq + weights.log_other
+        lq = None if lq is None else lq + weights.log_other
         lqd = lqd + weights.log_other
     full_joint = None
     if keep_joint:
@@ -240,6 +261,111 @@ def forward(
         if weights.uniform:
             full_joint = full_joint + weights.log_other
     return lq, lqd, full_joint
+
+
+def log_marginals(
+    z: Array,
+    mu: Array,
+    logvar: Array,
+    *,
+    xp: Namespace,
+    rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Array:
+    r"""``(M, D)`` log-densities of every query under each one-dimensional marginal mixture.
+
+    :math:`\log \frac1N \sum_j \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}})` over all
+    ``N`` components, in the same bounded-memory tiles as :func:`forward` (no
+    joint term).
+    """
+    weights = LogWeights(-math.log(mu.shape[0]))
+    _, lqd, _ = forward(
+        z, mu, logvar, weights, xp=xp, rows=rows, with_joint=False, progress=progress
+    )
+    return lqd
+
+
+def bound_margin(dtype: Any, *, xp: Namespace) -> float:
+    """How far below the bound a query's own log-density may lie for :func:`log_sums_by_group`.
+
+    ``0.45 |log(smallest normal)|``: 39 in float32, 319 in float64. A sum that
+    contains a term ``>= e^-margin`` is then far above what the ``exp`` floor of
+    :func:`_exp_inplace` can add (``N e^floor``), and cannot overflow.
+    """
+    return 0.45 * -math.log(float(xp.finfo(dtype).smallest_normal))
+
+
+def log_sums_by_group(
+    z: Array,
+    mu: Array,
+    logvar: Array,
+    onehot: Array | None,
+    query_select: Array | None,
+    *,
+    xp: Namespace,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Array, Array | None]:
+    r"""Per-dimension log-sums over all components and over each query's own groups.
+
+    .. math::
+
+        s_{id} = \log \sum_j \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}}), \qquad
+        c_{fid} = \log \sum_j G_{jc}\, Q_{fic}\, \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}}),
+
+    ``G`` the ``(N, C)`` 0/1 group indicator of the components (``onehot``),
+    ``Q`` the ``(F, M, C)`` selection of each query's own column per factor
+    (``query_select``). One exponential per ``(i, j, d)`` serves all of them:
+    the terms are shifted by the bound :math:`U_d = \max_j -(v_{jd} + \log 2\pi)/2`
+    instead of a per-row maximum, so sums over any subset of the components are
+    one matrix product of the same tile with ``G``, and the component axis can
+    be chunked without a running maximum.
+
+    Precondition (the caller checks it): every query's own component is in
+    every group it selects and its log-density is within
+    :func:`bound_margin` of :math:`U_d`, so no selected sum underflows.
+    """
+    m, d = z.shape
+    n = mu.shape[0]
+    dtype, dev = z.dtype, device(z)
+    comp = _components(mu, logvar, 0.0, xp=xp)
+    bound = xp.max(comp.norm_t, axis=1)
+    comp = comp._replace(norm_t=comp.norm_t - bound[:, None])
+    z_t = _contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
+    chunk = min(n, _TILE_ELEMENTS // 16)
+    b, k = tile_shape(m, chunk, d)
+    sums: list[Array] = []
+    selected: list[Array] = []
+    for i0 in range(0, m, b):
+        i1 = min(i0 + b, m)
+        for d0 in range(0, d, k):
+            d1 = min(d0 + k, d)
+            total = xp.zeros((d1 - d0, i1 - i0), dtype=dtype, device=dev)
+            groups = None
+            for j0 in range(0, n, chunk):
+                j1 = min(j0 + chunk, n)
+                tile = _density_tile(z_t[d0:d1, i0:i1], comp, slice(d0, d1), slice(j0, j1))
+                tile = _exp_inplace(tile, xp=xp)
+                total += xp.sum(tile, axis=-1)
+                if onehot is not None:
+                    flat = xp.reshape(tile, ((d1 - d0) * (i1 - i0), j1 - j0))
+                    part = xp.reshape(flat @ onehot[j0:j1, :], (d1 - d0, i1 - i0, -1))
+                    groups = part if groups is None else groups + part
+            sums.append(xp.log(total) + bound[d0:d1, None])
+            if groups is not None and query_select is not None:
+                picked = xp.sum(groups[None, ...] * query_select[:, None, i0:i1, :], axis=-1)
+                selected.append(xp.log(picked) + bound[None, d0:d1, None])
+        if progress is not None:
+            progress(i1, m)
+    # pieces are (k, b) per (row tile, dim tile), in row-major tile order
+    dim_tiles = -(-d // k)
+    rows_out = [xp.concat(sums[t : t + dim_tiles], axis=0) for t in range(0, len(sums), dim_tiles)]
+    log_sums = xp.permute_dims(xp.concat(rows_out, axis=1), (1, 0))
+    if not selected:
+        return log_sums, None
+    sel_rows = [
+        xp.concat(selected[t : t + dim_tiles], axis=1) for t in range(0, len(selected), dim_tiles)
+    ]
+    return log_sums, xp.permute_dims(xp.concat(sel_rows, axis=2), (0, 2, 1))
 
 
 def backward(

@@ -6,10 +6,9 @@ See ``docs/estimators.rst`` for the derivation of the weights.
 from __future__ import annotations
 
 import math
-import operator
 from typing import NamedTuple
 
-from .._lib._helpers import check_choice
+from .._lib._helpers import check_choice, check_index
 
 __all__ = ["METHODS", "LogWeights", "check_options", "log_weights"]
 
@@ -55,14 +54,7 @@ def check_options(batch: int, dataset_size: object, method: object) -> int | Non
     check_choice("method", method, METHODS)
     if dataset_size is None:
         return None
-    if isinstance(dataset_size, bool):
-        msg = f"`dataset_size` must be an integer or None, got {dataset_size!r}"
-        raise TypeError(msg)
-    try:
-        n = operator.index(dataset_size)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"`dataset_size` must be an integer or None, got {dataset_size!r}"
-        raise TypeError(msg) from None
+    n = check_index("dataset_size", dataset_size, low=1, kind="an integer or None")
     if batch < 2:
         msg = (
             f"a batch of at least 2 samples is needed with `dataset_size` "

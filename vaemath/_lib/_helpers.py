@@ -12,6 +12,7 @@ pytorch/pytorch#170819).
 from __future__ import annotations
 
 import functools
+import operator
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -37,9 +38,13 @@ __all__ = [
     "Namespace",
     "broadcast_shapes",
     "check_choice",
+    "check_encodings",
+    "check_index",
+    "no_grad",
     "numpy_quiet",
     "resolve",
     "in_working_dtype",
+    "to_numpy",
     "working_dtype",
 ]
 
@@ -322,3 +327,67 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
         msg = f"`{name}` must be one of {listed}, got {value!r}"
         raise ValueError(msg)
     return value
+
+
+def to_numpy(x: Any) -> Any:
+    """A NumPy copy (or view) of any backend's array, on the host; torch is detached.
+
+    For host-side work on small or integer data (factor labels, histogram bins):
+    never for a differentiable path.
+    """
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    xp = array_namespace(x)
+    if is_array_api_strict_namespace(xp):
+        return np.asarray(xp.asarray(x, device=xp.Device("CPU_DEVICE")))
+    return np.asarray(x)
+
+
+def check_index(name: str, value: object, *, low: int, kind: str = "an integer") -> int:
+    """An integer option (``operator.index``; not bool) of at least ``low``.
+
+    ``kind`` names what is accepted in the message (``"an integer or None"``
+    where the caller handles ``None`` itself).
+    """
+    if isinstance(value, bool):
+        msg = f"`{name}` must be {kind}, got {value!r}"
+        raise TypeError(msg)
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        msg = f"`{name}` must be {kind}, got {value!r}"
+        raise TypeError(msg) from None
+    if number < low:
+        msg = f"`{name}` must be at least {low}, got {number}"
+        raise ValueError(msg)
+    return number
+
+
+def check_encodings(mu: Array, logvar: Array) -> tuple[int, int]:
+    """``(N, D)`` of a dataset's encoder means and log-variances (one non-empty 2-d shape)."""
+    for name, value in (("mu", mu), ("logvar", logvar)):
+        if value.ndim != 2:
+            msg = f"`{name}` must have shape (N, D), got {tuple(value.shape)}"
+            raise ValueError(msg)
+    if tuple(mu.shape) != tuple(logvar.shape) or 0 in tuple(mu.shape):
+        msg = (
+            "`mu` and `logvar` must have one non-empty shape (N, D), got "
+            f"{tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
+        raise ValueError(msg)
+    return int(mu.shape[0]), int(mu.shape[1])
+
+
+def no_grad(xp: Namespace) -> Any:
+    """``torch.no_grad()`` for torch, a null context elsewhere (for non-differentiable work)."""
+    from contextlib import nullcontext
+
+    if xp.__name__ in ("torch", "array_api_compat.torch"):
+        import torch
+
+        return torch.no_grad()
+    return nullcontext()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm as _tqdm
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "progress_reporter"]
 
 
 class Progress:
@@ -135,3 +136,23 @@ class Progress:
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Progress({self.desc!r}, {self.count}/{self.total})"
+
+
+def progress_reporter(
+    progress: object, total: int, *, desc: str, unit: str
+) -> tuple[Callable[[int, int], Any] | None, Progress | None]:
+    """The ``progress`` option of a public function: ``(report, own_bar)``.
+
+    ``None``/``False``: no reporting. ``True``: a :class:`Progress` bar of
+    ``total`` steps, returned twice (the caller closes it). A callable is
+    called as ``progress(done, total)``. Anything else is a ``TypeError``.
+    """
+    if progress is True:
+        bar = Progress(total, desc=desc, unit=unit)
+        return bar, bar
+    if progress is None or progress is False:
+        return None, None
+    if callable(progress):
+        return progress, None
+    msg = f"`progress` must be None, a bool or a callable, got {progress!r}"
+    raise TypeError(msg)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._compat import array_namespace
 from ._compat import device as array_device
+from ._helpers import to_numpy
 
 __all__ = ["Backend", "assert_close", "backend_params", "to_numpy"]
 
@@ -49,16 +50,6 @@ def backend_params(*backends: Backend) -> list[Any]:
         marks = [] if b.available() else [pytest.mark.skip(reason=f"{b.value} not available")]
         params.append(pytest.param(b, id=b.value, marks=marks))
     return params
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """Bring any backend's array to NumPy (for reference comparisons)."""
-    xp = array_namespace(x)
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
-    if xp.__name__.startswith("array_api_strict"):
-        return np.asarray(xp.asarray(x, device=xp.Device("CPU_DEVICE")))
-    return np.asarray(x)
 
 
 def assert_close(
