@@ -59,6 +59,24 @@ TARGETS = (
     Target("gaussian_kl", "torch", "forward", "torch.distributions", "<", 1.0, KL_SHAPES),
     Target("gaussian_kl", "torch", "forward+backward", "torch.distributions", "<", 1.0, KL_SHAPES),
     Target("gaussian_kl", "numpy", "forward", "naive", "<=", 3.0, KL_SHAPES),
+    Target(
+        "mutual_information_gap",
+        "numpy",
+        "mixture",
+        "dataset_decomposition",
+        "<=",
+        1.5,
+        ("20000x10",),
+    ),
+    Target(
+        "mutual_information_gap",
+        "torch",
+        "mixture",
+        "dataset_decomposition",
+        "<=",
+        1.5,
+        ("20000x10",),
+    ),
 )
 
 

@@ -67,6 +67,7 @@ TOPICS = {
     "gaussian": "Gaussian KL",
     "estimators": "MI / TC / dimension-wise KL estimators",
     "mmd": "MMD",
+    "metrics": "Mutual Information Gap",
 }
 UNDERLINE = "-"
 SUBLINE = "~"
