@@ -7,6 +7,7 @@ Layout (each piece in one file, imported by the others):
   :func:`log_marginals` is its entry for other subpackages (the MIG of ``_metrics``);
 * ``_torch.py`` -- its torch ``autograd.Function`` adapter (bounded-memory backward);
 * ``_decomposition.py`` -- :class:`ElboDecomposition`, input checks, engine dispatch;
+* ``_mixture.py`` -- :func:`gaussian_mixture_log_density` and the mixture-prior densities;
 * ``_minibatch.py`` -- the public minibatch estimators;
 * ``_dataset.py`` -- :func:`dataset_decomposition`, exact over a whole encoded dataset.
 """
@@ -23,6 +24,7 @@ from ._minibatch import (
     mutual_information,
     total_correlation,
 )
+from ._mixture import gaussian_mixture_log_density
 from ._tiles import bound_margin, log_marginals, log_sums_by_group
 from ._weights import METHODS
 
@@ -32,6 +34,7 @@ __all__ = [
     "dataset_decomposition",
     "dimensionwise_kl",
     "elbo_decomposition",
+    "gaussian_mixture_log_density",
     "log_aggregate_posterior",
     "log_marginal_aggregate_posterior",
     "bound_margin",

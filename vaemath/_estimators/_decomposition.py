@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._lib._compat import is_torch_namespace
+from .._gaussian import log_density
+from .._lib._compat import device, is_torch_namespace
 from .._lib._helpers import Array, Namespace, broadcast_shapes, numpy_quiet, resolve
 from . import _tiles
+from ._mixture import mixture_log_densities, normalised_log_weights
 from ._weights import LogWeights, check_options, log_weights
 
-__all__ = ["ElboDecomposition", "check_prior", "decompose", "log_q", "prepare"]
+__all__ = [
+    "ElboDecomposition",
+    "check_mixture_prior",
+    "check_prior",
+    "decompose",
+    "log_q",
+    "prepare",
+    "prior_log_densities",
+]
 
 
 @dataclass(frozen=True)
@@ -24,21 +34,32 @@ class ElboDecomposition:
         0-d estimate of :math:`E[\log q(z) - \sum_d \log q(z_d)]`.
     dimensionwise_kl : array
         0-d estimate of :math:`\sum_d E[\log q(z_d) - \log p(z_d)]`.
+    prior_dependence : array
+        0-d estimate of :math:`E[\sum_d \log p(z_d) - \log p(z)]`, the total
+        correlation of the prior along the aggregate posterior: exactly 0 for a
+        diagonal Gaussian prior, nonzero for a mixture prior (which does not
+        factorise). ``kl`` includes it.
     """
 
     mutual_information: Array
     total_correlation: Array
     dimensionwise_kl: Array
+    prior_dependence: Array
 
     @property
     def kl(self) -> Array:
-        """Their sum, the estimate of :math:`E_x[\\mathrm{KL}(q(z|x) \\| p(z))]`."""
-        return _sum_terms(self.mutual_information, self.total_correlation, self.dimensionwise_kl)
+        """The sum of the four, the estimate of :math:`E_x[\\mathrm{KL}(q(z|x) \\| p(z))]`."""
+        return _sum_terms(
+            self.mutual_information,
+            self.total_correlation,
+            self.dimensionwise_kl,
+            self.prior_dependence,
+        )
 
 
 @numpy_quiet
-def _sum_terms(a: Array, b: Array, c: Array) -> Array:
-    return a + b + c
+def _sum_terms(a: Array, b: Array, c: Array, e: Array) -> Array:
+    return a + b + c + e
 
 
 # -- validation ------------------------------------------------------------------------
@@ -88,15 +109,57 @@ def log_q(
     return lq, lqd
 
 
+def prior_log_densities(
+    z: Array,
+    prior_mu: Array,
+    prior_logvar: Array,
+    prior_log_weights: Array | None,
+    *,
+    xp: Namespace,
+) -> tuple[Array, Array]:
+    """``log p(z_i)`` ``(B,)`` and ``sum_d log p(z_id)`` ``(B,)`` under the prior.
+
+    Diagonal Gaussian (``prior_log_weights=None``): the two are the same sum.
+    Gaussian mixture: ``prior_mu``/``prior_logvar`` broadcast to ``(K, D)``, and
+    the marginals are the exact one-dimensional mixtures.
+    """
+    if prior_log_weights is None:
+        log_pz = log_density(z, prior_mu, prior_logvar, xp=xp)
+        log_pz = xp.sum(xp.broadcast_to(log_pz, tuple(z.shape)), axis=-1)
+        return log_pz, log_pz
+    shape = (int(prior_log_weights.shape[0]), int(z.shape[1]))
+    means = xp.broadcast_to(prior_mu, shape)
+    logvars = xp.broadcast_to(prior_logvar, shape)
+    log_w = normalised_log_weights(prior_log_weights, xp=xp)
+    log_pz, log_pzd = mixture_log_densities(z, means, logvars, log_w, xp=xp, marginals=True)
+    return log_pz, xp.sum(log_pzd, axis=-1)
+
+
 def decompose(
-    log_qzx: Array, log_pz: Array, lq: Array, lqd: Array, *, xp: Namespace
+    log_qzx: Array,
+    log_pz: Array,
+    lq: Array,
+    lqd: Array,
+    *,
+    xp: Namespace,
+    sum_log_pzd: Array | None = None,
 ) -> ElboDecomposition:
-    """Batch means of the three terms from per-sample log-densities."""
+    """Batch means of the terms from per-sample log-densities.
+
+    ``sum_log_pzd``: ``sum_d log p(z_id)`` when the prior does not factorise
+    (``None``: it equals ``log_pz``, and the prior dependence is exactly 0).
+    """
     sum_lqd = xp.sum(lqd, axis=-1)
+    if sum_log_pzd is None:
+        dependence = xp.zeros((), dtype=log_pz.dtype, device=device(log_pz))
+        sum_log_pzd = log_pz
+    else:
+        dependence = xp.mean(sum_log_pzd - log_pz)
     return ElboDecomposition(
         mutual_information=xp.mean(log_qzx - lq),
         total_correlation=xp.mean(lq - sum_lqd),
-        dimensionwise_kl=xp.mean(sum_lqd - log_pz),
+        dimensionwise_kl=xp.mean(sum_lqd - sum_log_pzd),
+        prior_dependence=dependence,
     )
 
 
@@ -109,12 +172,51 @@ def prepare(
     prior_logvar: Array | float | None,
     dataset_size: int | None,
     method: str,
+    prior_log_weights: Array | None = None,
 ) -> tuple[Namespace, list[Array], LogWeights]:
+    """Resolve and check the arguments; the arrays come back as
+    ``[z, mu, logvar, prior_mu, prior_logvar, prior_log_weights]``."""
     xp, arrays = resolve(
-        {"z": z, "mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
+        {
+            "z": z,
+            "mu": mu,
+            "logvar": logvar,
+            "prior_mu": prior_mu,
+            "prior_logvar": prior_logvar,
+            "prior_log_weights": prior_log_weights,
+        }
     )
     batch, dim = _check_latents(*arrays[:3])
     n = check_options(batch, dataset_size, method)
-    if arrays[3] is not None:
+    if arrays[5] is not None:
+        check_mixture_prior(dim, arrays[3], arrays[4], arrays[5])
+    elif arrays[3] is not None:
         check_prior((batch, dim), arrays[3], arrays[4])
     return xp, arrays, log_weights(batch, n, method)
+
+
+def check_mixture_prior(
+    dim: int, prior_mu: Array, prior_logvar: Array, prior_log_weights: Array
+) -> None:
+    """A ``(K,)`` weight vector and component parameters broadcasting to ``(K, D)``."""
+    if prior_log_weights.ndim != 1 or prior_log_weights.shape[0] < 1:
+        msg = f"`prior_log_weights` must have shape (K,), got {tuple(prior_log_weights.shape)}"
+        raise ValueError(msg)
+    shape = (int(prior_log_weights.shape[0]), dim)
+    if prior_mu is None or prior_logvar is None:
+        msg = "a mixture prior needs `prior_mu` and `prior_logvar` broadcasting to (K, D)"
+        raise ValueError(msg)
+    try:
+        found = broadcast_shapes(
+            {"components": shape, "prior_mu": tuple(prior_mu.shape),
+             "prior_logvar": tuple(prior_logvar.shape)}
+        )  # fmt: skip
+    except ValueError:
+        found = None
+    if found != shape:
+        msg = (
+            f"with `prior_log_weights` of shape ({shape[0]},), `prior_mu` "
+            f"{tuple(prior_mu.shape)} and `prior_logvar` {tuple(prior_logvar.shape)} must "
+            f"broadcast to (K, D) = {shape}"
+        )
+        raise ValueError(msg)

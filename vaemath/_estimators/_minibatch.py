@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .._gaussian import log_density
 from .._lib._helpers import Array, numpy_quiet
-from ._decomposition import ElboDecomposition, decompose, log_q, prepare
+from ._decomposition import ElboDecomposition, decompose, log_q, prepare, prior_log_densities
 
 __all__ = [
     "dimensionwise_kl",
@@ -81,7 +81,7 @@ def log_aggregate_posterior(
     >>> log_aggregate_posterior(mu, mu, logvar).round(4)
     array([-1.4852, -1.4852])
     """
-    xp, (z, mu, logvar, _, _), weights = prepare(
+    xp, (z, mu, logvar, *_), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
     return log_q(z, mu, logvar, weights, xp=xp)[0]
@@ -142,7 +142,7 @@ def log_marginal_aggregate_posterior(
     array([[-1.4852, -0.9189],
            [-1.4852, -0.9189]])
     """
-    xp, (z, mu, logvar, _, _), weights = prepare(
+    xp, (z, mu, logvar, *_), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
     return log_q(z, mu, logvar, weights, xp=xp)[1]
@@ -158,6 +158,7 @@ def elbo_decomposition(
     *,
     dataset_size: int | None = None,
     method: str = "mws",
+    prior_log_weights: Array | None = None,
 ) -> ElboDecomposition:
     r"""Minibatch estimate of MI, total correlation and dimension-wise KL at once.
 
@@ -243,7 +244,7 @@ def elbo_decomposition(
     >>> bool(np.isclose(terms.kl, total))
     True
     """
-    xp, (z, mu, logvar, prior_mu, prior_logvar), weights = prepare(
+    xp, (z, mu, logvar, prior_mu, prior_logvar, prior_log_weights), weights = prepare(
         z,
         mu,
         logvar,
@@ -251,12 +252,13 @@ def elbo_decomposition(
         prior_logvar=prior_logvar,
         dataset_size=dataset_size,
         method=method,
+        prior_log_weights=prior_log_weights,
     )
     lq, lqd = log_q(z, mu, logvar, weights, xp=xp)
     log_qzx = xp.sum(log_density(z, mu, logvar, xp=xp), axis=-1)
-    log_pz = log_density(z, prior_mu, prior_logvar, xp=xp)
-    log_pz = xp.sum(xp.broadcast_to(log_pz, tuple(z.shape)), axis=-1)
-    return decompose(log_qzx, log_pz, lq, lqd, xp=xp)
+    log_pz, sum_log_pzd = prior_log_densities(z, prior_mu, prior_logvar, prior_log_weights, xp=xp)
+    mixture = prior_log_weights is not None
+    return decompose(log_qzx, log_pz, lq, lqd, xp=xp, sum_log_pzd=sum_log_pzd if mixture else None)
 
 
 @numpy_quiet
@@ -267,6 +269,7 @@ def mutual_information(
     *,
     dataset_size: int | None = None,
     method: str = "mws",
+    prior_log_weights: Array | None = None,
 ) -> Array:
     r"""Minibatch estimate of the index-code mutual information :math:`I(x; z)`.
 
@@ -312,7 +315,7 @@ def mutual_information(
     >>> round(float(mutual_information(mu, mu, np.zeros((2, 1)))), 6)  # log 2
     0.693147
     """
-    xp, (z, mu, logvar, _, _), weights = prepare(
+    xp, (z, mu, logvar, *_), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
     lq, _ = log_q(z, mu, logvar, weights, xp=xp)
@@ -328,6 +331,7 @@ def total_correlation(
     *,
     dataset_size: int | None = None,
     method: str = "mws",
+    prior_log_weights: Array | None = None,
 ) -> Array:
     r"""Minibatch estimate of the total correlation of the aggregate posterior.
 
@@ -371,7 +375,7 @@ def total_correlation(
     >>> abs(round(float(total_correlation(mu, mu, np.full((4, 2), -4.0))), 4))
     0.0
     """
-    xp, (z, mu, logvar, _, _), weights = prepare(
+    xp, (z, mu, logvar, *_), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
     lq, lqd = log_q(z, mu, logvar, weights, xp=xp)
@@ -388,6 +392,7 @@ def dimensionwise_kl(
     *,
     dataset_size: int | None = None,
     method: str = "mws",
+    prior_log_weights: Array | None = None,
 ) -> Array:
     r"""Minibatch estimate of the dimension-wise KL :math:`\sum_d KL(q(z_d) \| p(z_d))`.
 
@@ -433,7 +438,7 @@ def dimensionwise_kl(
     >>> round(float(dimensionwise_kl(mu, mu, np.zeros((3, 2)))), 6)
     0.0
     """
-    xp, (z, mu, logvar, prior_mu, prior_logvar), weights = prepare(
+    xp, (z, mu, logvar, prior_mu, prior_logvar, prior_log_weights), weights = prepare(
         z,
         mu,
         logvar,
@@ -441,7 +446,11 @@ def dimensionwise_kl(
         prior_logvar=prior_logvar,
         dataset_size=dataset_size,
         method=method,
+        prior_log_weights=prior_log_weights,
     )
     _, lqd = log_q(z, mu, logvar, weights, xp=xp)
+    if prior_log_weights is not None:
+        _, sum_log_pzd = prior_log_densities(z, prior_mu, prior_logvar, prior_log_weights, xp=xp)
+        return xp.mean(xp.sum(lqd, axis=-1) - sum_log_pzd)
     log_pz = xp.broadcast_to(log_density(z, prior_mu, prior_logvar, xp=xp), tuple(z.shape))
     return xp.mean(xp.sum(lqd - log_pz, axis=-1))

@@ -206,14 +206,18 @@ def forward(
     rows: int | None = None,
     keep_joint: bool = False,
     with_joint: bool = True,
+    with_marginals: bool = True,
+    column_log_weights: Array | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Array, Array, Array | None]:
     """Estimates ``(log q(z_i), log q(z_id), J + log w)`` in bounded memory.
 
     Returns ``l`` of shape ``(M,)``, ``l_d`` of shape ``(M, D)`` and, with
     ``keep_joint``, the ``(M, N)`` matrix ``J_ij + log w_ij`` (for the backward
-    pass; otherwise ``None``). ``with_joint=False`` skips the joint term
-    (``l`` is then ``None``): only the per-dimension marginals are computed.
+    pass; otherwise ``None``). ``with_joint=False`` skips the joint term and
+    ``with_marginals=False`` the per-dimension ones (each is then ``None``).
+    ``column_log_weights`` ``(N,)``: per-component log weights ``log c_j`` added
+    to every ``log w_ij`` (a mixture with weights ``c``, e.g. a mixture prior).
     """
     if keep_joint and not with_joint:
         msg = "keep_joint needs with_joint"
@@ -230,6 +234,8 @@ def forward(
     for i0 in range(0, m, b):
         i1 = min(i0 + b, m)
         logw = _log_weight_tile(weights, i0, i1, n, dtype=dtype, dev=dev, xp=xp)
+        if column_log_weights is not None:
+            logw = column_log_weights[None, :] if logw is None else logw + column_log_weights
         joint = xp.zeros((i1 - i0, n), dtype=dtype, device=dev) if with_joint else None
         marg: list[Array] = []
         for d0 in range(0, d, k):
@@ -237,9 +243,10 @@ def forward(
             dens = _density_tile(z_t[d0:d1, i0:i1], comp, slice(d0, d1), slice(0, n))
             if joint is not None:
                 joint += dens[0, ...] if d1 - d0 == 1 else xp.sum(dens, axis=0)
-            if logw is not None:
-                dens += logw
-            marg.append(_lse_last(dens, xp=xp))
+            if with_marginals:
+                if logw is not None:
+                    dens += logw
+                marg.append(_lse_last(dens, xp=xp))
         if joint is not None:
             if logw is not None:
                 joint += logw
@@ -247,14 +254,15 @@ def forward(
                 joint_rows.append(joint)
                 joint = xp.asarray(joint, copy=True)
             log_q.append(_lse_last(joint, xp=xp))
-        log_qd.append(xp.concat(marg, axis=0))
+        if with_marginals:
+            log_qd.append(xp.concat(marg, axis=0))
         if progress is not None:
             progress(i1, m)
     lq = xp.concat(log_q, axis=0) if with_joint else None
-    lqd = xp.permute_dims(xp.concat(log_qd, axis=1), (1, 0))
+    lqd = xp.permute_dims(xp.concat(log_qd, axis=1), (1, 0)) if with_marginals else None
     if weights.uniform:
         lq = None if lq is None else lq + weights.log_other
-        lqd = lqd + weights.log_other
+        lqd = None if lqd is None else lqd + weights.log_other
     full_joint = None
     if keep_joint:
         full_joint = xp.concat(joint_rows, axis=0)
@@ -375,34 +383,47 @@ def backward(
     *,
     weights: LogWeights,
     log_q: Array,
-    log_qd: Array,
+    log_qd: Array | None,
     joint: Array,
     grad_q: Array,
-    grad_qd: Array,
+    grad_qd: Array | None,
     xp: Namespace,
+    column_log_weights: Array | None = None,
     rows: int | None = None,
-) -> tuple[Array, Array, Array]:
-    """Vector-Jacobian product of :func:`forward` with respect to ``(z, mu, logvar)``.
+) -> tuple[Array, Array, Array, Array]:
+    """Vector-Jacobian product of :func:`forward` with respect to ``(z, mu, logvar, log c)``.
 
     ``joint`` is the ``(M, N)`` matrix returned by ``forward(..., keep_joint=True)``;
-    ``grad_q`` ``(M,)`` and ``grad_qd`` ``(M, D)`` are the upstream gradients.
-    With ``W_ijd = grad_q_i P_ij + grad_qd_id P_ijd`` (softmax weights ``P``) and
-    ``r = z_id - mu_jd``, ``s = exp(-v_jd)``:
+    ``grad_q`` ``(M,)`` and ``grad_qd`` ``(M, D)`` are the upstream gradients
+    (``log_qd`` and ``grad_qd`` ``None`` when the forward pass had no
+    marginals). With ``W_ijd = grad_q_i P_ij + grad_qd_id P_ijd`` (softmax
+    weights ``P``) and ``r = z_id - mu_jd``, ``s = exp(-v_jd)``:
 
     * ``dz_id = -sum_j W_ijd r s``,
     * ``dmu_jd = sum_i W_ijd r s``,
-    * ``dv_jd = sum_i W_ijd (r^2 s - 1) / 2``.
+    * ``dv_jd = sum_i W_ijd (r^2 s - 1) / 2``,
+    * ``d log c_j = sum_i grad_q_i P_ij + sum_id grad_qd_id P_ijd`` (the fourth
+      result; zeros without ``column_log_weights``).
     """
     m, d = z.shape
     n = mu.shape[0]
     dtype, dev = z.dtype, device(z)
+    marginals = log_qd is not None and grad_qd is not None
     comp = _components(mu, logvar, weights.log_other if weights.uniform else 0.0, xp=xp)
     z_t = _contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
-    lqd_t = _contiguous(xp.permute_dims(log_qd, (1, 0)), xp=xp)
-    gqd_t = _contiguous(xp.permute_dims(grad_qd, (1, 0)), xp=xp)
     # Joint softmax weights times upstream gradient: an (M, N) matrix, O(M N).
     joint_weight = grad_q[:, None] * _softmax_inplace(joint - log_q[:, None], xp=xp)
+    grad_c = xp.sum(joint_weight, axis=0)
     logw_all = _log_weight_tile(weights, 0, m, n, dtype=dtype, dev=dev, xp=xp)
+    if column_log_weights is not None:
+        logw_all = (
+            column_log_weights[None, :] if logw_all is None else logw_all + column_log_weights
+        )
+    if marginals:
+        lqd_t = _contiguous(xp.permute_dims(log_qd, (1, 0)), xp=xp)
+        gqd_t = _contiguous(xp.permute_dims(grad_qd, (1, 0)), xp=xp)
+    else:
+        joint_col = grad_c  # sum_i W_ij, the same for every dimension
     b, k = tile_shape(m, n, d, rows)
     grad_z_parts: list[Array] = []
     grad_mu_parts: list[Array] = []
@@ -419,22 +440,30 @@ def backward(
         for i0 in range(0, m, b):
             i1 = min(i0 + b, m)
             diff = z_t[d0:d1, i0:i1, None] - mu_k  # r = z_id - mu_jd
-            w = diff * diff
-            w *= nhp_k
-            w += nrm_k
-            if logw_all is not None:
-                w += logw_all[i0:i1, :]
-            w -= lqd_t[d0:d1, i0:i1, None]
-            w = _softmax_inplace(w, xp=xp)  # softmax weights P_ijd
-            w *= gqd_t[d0:d1, i0:i1, None]
-            w += joint_weight[i0:i1, :]  # W_ijd
-            col = xp.sum(w, axis=1)
-            w *= diff
+            if marginals:
+                w = diff * diff
+                w *= nhp_k
+                w += nrm_k
+                if logw_all is not None:
+                    w += logw_all[i0:i1, :]
+                w -= lqd_t[d0:d1, i0:i1, None]
+                w = _softmax_inplace(w, xp=xp)  # softmax weights P_ijd
+                w *= gqd_t[d0:d1, i0:i1, None]
+                if column_log_weights is not None:
+                    grad_c = grad_c + xp.sum(w, axis=(0, 1))
+                w += joint_weight[i0:i1, :]  # W_ijd
+                col = xp.sum(w, axis=1)
+                w *= diff
+            else:
+                w = joint_weight[None, i0:i1, :] * diff  # W_ij r
+                col = None
             w *= prec_k  # W r s
             gz_rows.append(-xp.sum(w, axis=-1))
             gmu += xp.sum(w, axis=1)
             w *= diff  # W r^2 s
-            glv += 0.5 * (xp.sum(w, axis=1) - col)
+            glv += 0.5 * (xp.sum(w, axis=1) - col) if col is not None else 0.5 * xp.sum(w, axis=1)
+        if not marginals:
+            glv -= 0.5 * joint_col[None, :]
         grad_z_parts.append(xp.concat(gz_rows, axis=1))
         grad_mu_parts.append(gmu)
         grad_lv_parts.append(glv)
@@ -442,4 +471,9 @@ def backward(
     def untranspose(parts: list[Array]) -> Array:
         return xp.permute_dims(xp.concat(parts, axis=0), (1, 0))
 
-    return untranspose(grad_z_parts), untranspose(grad_mu_parts), untranspose(grad_lv_parts)
+    return (
+        untranspose(grad_z_parts),
+        untranspose(grad_mu_parts),
+        untranspose(grad_lv_parts),
+        grad_c,
+    )
