@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -247,7 +248,7 @@ class TestTrainCommand:
     def test_compare_writes_table_and_chart(self, tmp_path, capsys):
         out = tmp_path / "cmp"
         args = ["compare", "--objectives", "elbo,beta", *TINY, "--epochs", "1", "--out", str(out)]
-        assert main([*args, "--quiet"]) == 0
+        assert main([*args, "--seeds", "0", "--quiet"]) == 0
         assert capsys.readouterr().err == ""  # --quiet: no progress at all
         table = (out / "comparison.md").read_text()
         assert "| elbo |" in table
@@ -257,7 +258,9 @@ class TestTrainCommand:
         before = json.loads((out / "comparison.json").read_text())
         assert main(["evaluate", str(out), "--quiet"]) == 0
         after = json.loads((out / "comparison.json").read_text())
-        assert after["elbo"]["elbo"] == pytest.approx(before["elbo"]["elbo"], rel=1e-12)
+        assert after["metrics"]["elbo"]["seed0"]["elbo"] == pytest.approx(
+            before["metrics"]["elbo"]["seed0"]["elbo"], rel=1e-12
+        )
 
     def test_resume_extends_and_matches_uninterrupted(self, tmp_path):
         data = make_digits()
@@ -356,12 +359,15 @@ class TestProcessControl:
 
     def test_sigint_saves_and_exits(self, tmp_path):
         out = tmp_path / "run"
-        proc = _cli("train", *TINY, "--epochs", "500", "--out", str(out), "--quiet")
+        args = ["train", *TINY, "--epochs", "500", "--out", str(out), "--quiet"]
+        proc = _cli(*args)
         _wait_for(out / "checkpoint.pt", proc)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130
-        assert "--resume" in stderr
+        # The exact command that continues: the original arguments plus --resume.
+        again = shlex.join(["python", "-m", "vaemath.reference", *args, "--resume"])
+        assert stderr.splitlines()[-1].strip() == again
         assert "Traceback" not in stderr
         state = load_checkpoint(out)
         assert 1 <= state["epoch"] < 500
@@ -402,6 +408,7 @@ def test_no_arguments_runs_the_demo(monkeypatch):
     assert seen["out"] == Path("runs/demo")
     assert seen["resume"] is True
     assert seen["objectives"] is None
+    assert seen["seeds"] is None  # the seeds fixed in code: DEFAULT_SEEDS
     assert seen["dataset"] is None  # the built-in defaults: shapes
 
 
@@ -423,16 +430,16 @@ class TestProgress:
     def test_compare_and_evaluate_write_one_line_per_job(self, tmp_path, capsys):
         out = tmp_path / "cmp"
         args = ["compare", "--objectives", "elbo,beta", *TINY, "--epochs", "2", "--out", str(out)]
-        assert main(args) == 0
+        assert main([*args, "--seeds", "0,1"]) == 0
         err = capsys.readouterr().err
         assert "\r" not in err
-        batches = 2 * 2 * math.ceil(1797 / 128)  # objectives x epochs x minibatches
+        batches = 2 * 2 * 2 * math.ceil(1797 / 128)  # objectives x seeds x epochs x batches
         train_lines = _progress_lines(err, "train")
         assert len(train_lines) == 1
         assert f"{batches}/{batches}" in train_lines[0]
         eval_lines = _progress_lines(err, "evaluate")
         assert len(eval_lines) == 1
-        assert f"{2 * 1797}/{2 * 1797}" in eval_lines[0]
+        assert f"{4 * 1797}/{4 * 1797}" in eval_lines[0]
         assert len(err.splitlines()) == 2
         assert main(["evaluate", str(out)]) == 0
         err = capsys.readouterr().err

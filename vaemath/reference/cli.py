@@ -1,18 +1,23 @@
 """Command line: ``python -m vaemath.reference [train|compare|evaluate] ...``.
 
-With no arguments it runs the main demo: ``compare --out runs/demo --resume``
-(all four objectives on the built-in shapes data with the default budget).
+With no arguments it runs the main demo, ``compare --out runs/demo --resume``:
+every objective on the seeds 0, 1 and 2 (fixed in code) with the default data
+and budget. It writes into ``runs/demo`` relative to the current working
+directory: ``runs/demo/<objective>/seed<k>/`` per run and ``comparison.md``,
+``comparison.png`` and ``comparison.json`` (mean ± sd over the seeds). Run the
+same command again to continue an interrupted demo (finished runs are not
+retrained, only re-evaluated); delete ``runs/demo`` to start afresh.
 
 Exit codes: 0 done, 2 bad arguments or the ``demo`` extra not installed (one
 line on stderr, nothing written or overwritten), 130 interrupted by Ctrl-C
-(finished epochs are saved; continue with ``--resume``), 1 anything unexpected.
+(finished epochs are saved; the command to continue is printed), 1 anything
+unexpected.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -24,20 +29,30 @@ from ._extra import extra_module, missing_message, missing_module
 try:  # the demo extra; without it main() names the missing module in one line
     import torch
 
-    from vaemath._lib._progress import Progress
-
-    from .data import load_dataset
-    from .files import CHECKPOINT, atomic_write_text, load_checkpoint
+    from .data import Dataset, load_dataset
+    from .files import CHECKPOINT, CONFIG, load_checkpoint, write_json
     from .objectives import OBJECTIVES
-    from .report import TrainedRun, finish_runs, print_summary, write_comparison
+    from .report import (
+        LabelledProgress,
+        TrainedRun,
+        finish_runs,
+        print_comparison,
+        print_summary,
+        write_comparison,
+    )
     from .runs import (
+        COMPARE_FILE,
         CONFIG_OPTIONS,
+        DEFAULT_SEEDS,
         UsageError,
         check_writable,
+        compare_record,
+        config_default,
         config_from_args,
-        parse_objectives,
+        plan_compare,
         plan_run,
-        saved_config,
+        read_comparison,
+        run_folder,
     )
     from .training import Interrupted, TrainConfig, build_model, remaining_batches, train
 except ModuleNotFoundError as exc:
@@ -48,7 +63,6 @@ __all__ = ["main"]
 
 PROG = "python -m vaemath.reference"
 DEMO_ARGS = ("compare", "--out", "runs/demo", "--resume")
-COMPARE_FILE = "compare.json"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -58,15 +72,27 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    for flag, (_, kind, text) in CONFIG_OPTIONS.items():
-        parser.add_argument(flag, type=kind, default=None, help=text)
-    parser.add_argument("--out", type=Path, default=None, help="run folder")
+def _shown(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add_common(parser: argparse.ArgumentParser, *, out: str, seeds: bool) -> None:
+    saved = "the objectives and seeds" if seeds else "the objective"
+    for flag, (name, kind, text) in CONFIG_OPTIONS.items():
+        if flag == "--seed" and seeds:
+            continue
+        parser.add_argument(
+            flag, type=kind, default=None, help=f"{text} (default {_shown(config_default(name))})"
+        )
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output folder (default {out}, relative to cwd)"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out (options given must match the saved ones; "
-        "--epochs may grow); starts afresh if --out holds no run yet",
+        help="continue the run(s) in --out: every option left out is taken from the saved "
+        f"run ({saved} included), options given must equal the saved ones except "
+        "--epochs, which may grow; starts afresh if --out holds no run yet",
     )
     parser.add_argument(
         "--threads",
@@ -78,28 +104,73 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _demo_text() -> str:
+    return f"""\
+With no arguments: the demo, `{" ".join(DEMO_ARGS)}`:
+every objective on the seeds {_seeds()}, written into runs/demo relative to the
+current working directory: runs/demo/<objective>/seed<k>/ per run, and
+runs/demo/comparison.md, comparison.png, comparison.json (mean ± sd over seeds).
+Run `{PROG}` again to continue an interrupted demo (finished
+runs are not retrained, only re-evaluated); delete runs/demo to start afresh."""
+
+
+def _seeds() -> str:
+    return ",".join(map(str, DEFAULT_SEEDS))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the three subcommands (errors raise :class:`UsageError`)."""
+    raw = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
         prog=PROG,
-        description="Reference VAEs trained with vaemath. No arguments: run the demo "
-        f"({' '.join(DEMO_ARGS)}).",
+        description="Reference VAEs trained with vaemath.",
+        epilog=_demo_text(),
+        formatter_class=raw,
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p_train = sub.add_parser("train", help="train one objective")
-    p_train.add_argument("--objective", default=None, help=f"one of {', '.join(OBJECTIVES)}")
-    _add_common(p_train)
-    p_compare = sub.add_parser("compare", help="train every objective under the same budget")
+    p_train = sub.add_parser(
+        "train", help="train one objective", description="Train one objective."
+    )
+    p_train.add_argument(
+        "--objective",
+        default=None,
+        help=f"one of {', '.join(OBJECTIVES)} (default {config_default('objective')}; "
+        "with --resume, the saved one)",
+    )
+    _add_common(p_train, out="runs/<objective>", seeds=False)
+    p_compare = sub.add_parser(
+        "compare",
+        help="train every objective on several seeds under the same budget",
+        description="Train every objective on every seed, then compare (mean ± sd).",
+        epilog=_demo_text(),
+        formatter_class=raw,
+    )
     p_compare.add_argument(
         "--objectives",
         default=None,
-        help=f"comma-separated subset of {','.join(OBJECTIVES)} (default all)",
+        help=f"comma-separated subset of {','.join(OBJECTIVES)} (default all; with "
+        "--resume, the saved ones)",
     )
-    _add_common(p_compare)
-    p_eval = sub.add_parser("evaluate", help="re-evaluate a saved run (or compare) folder")
-    p_eval.add_argument("run_dir", type=Path)
-    p_eval.add_argument("--threads", type=int, default=None)
-    p_eval.add_argument("--quiet", action="store_true")
+    p_compare.add_argument(
+        "--seeds",
+        default=None,
+        help=f"comma-separated seeds, each run on every objective (default {_seeds()}; "
+        "with --resume, the saved ones)",
+    )
+    _add_common(p_compare, out="runs/compare", seeds=True)
+    p_eval = sub.add_parser(
+        "evaluate",
+        help="re-evaluate a saved run (or compare) folder",
+        description="Re-evaluate a saved run, or every run of a comparison, and rewrite "
+        "its metrics.json, figures and comparison files.",
+    )
+    p_eval.add_argument(
+        "run_dir",
+        type=Path,
+        help=f"a run folder (holding {CHECKPOINT}) or a comparison folder (holding {COMPARE_FILE})",
+    )
+    p_eval.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    p_eval.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -108,10 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``train``: train one objective in ``--out``, evaluate it and print the summary."""
-    config, given = config_from_args(args, args.objective or "elbo")
+    config, given = config_from_args(args)
     run_dir = args.out or Path("runs") / config.objective
     config = plan_run(run_dir, config, given, args.resume)
     check_writable(run_dir)
+    write_json(run_dir / CONFIG, config.to_dict())
     started = time.perf_counter()
     model, history, data = train(config, run_dir, resume=args.resume, progress=not args.quiet)
     runs = {config.objective: TrainedRun(model, history, data, config, run_dir)}
@@ -121,49 +193,44 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """``compare``: train every objective under one budget (one progress bar), then compare."""
-    objectives = parse_objectives(args.objectives)
-    if getattr(args, "objective", None) is not None:
-        msg = "compare takes --objectives, not --objective"
-        raise UsageError(msg)
-    out = args.out or Path("runs") / "compare"
-    base, given = config_from_args(args, objectives[0])
-    plans = {}
-    for name in objectives:
-        config = dataclasses.replace(base, objective=name)
-        plans[name] = plan_run(out / name, config, {**given, "objective": name}, args.resume)
-    if (out / COMPARE_FILE).exists() and not args.resume:
-        msg = f"{str(out)!r} already holds a comparison; pass --resume or choose another --out"
-        raise UsageError(msg)
-    check_writable(out)
+    """``compare``: every objective on every seed under one budget (one bar), then compare."""
+    plan = plan_compare(args)
+    check_writable(plan.out)
     started = time.perf_counter()
-    atomic_write_text(out / COMPARE_FILE, json.dumps(base.to_dict(), indent=2) + "\n")
-    data = load_dataset(base.dataset)
+    write_json(plan.out / COMPARE_FILE, compare_record(plan.objectives, plan.seeds, plan.base))
+    for run in plan.runs:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run.run_dir / CONFIG, run.config.to_dict())
+    data = load_dataset(plan.base.dataset)
     total = sum(
-        remaining_batches(c, out / n, len(data), resume=args.resume) for n, c in plans.items()
+        remaining_batches(r.config, r.run_dir, len(data), resume=args.resume) for r in plan.runs
     )
-    runs = {}
-    with Progress(total, desc="train", enabled=not args.quiet, unit="batch") as bar:
-        for name, config in plans.items():
+    trained = {}
+    bar = LabelledProgress(total, desc="train", enabled=not args.quiet, unit="batch")
+    with bar:
+        for i, run in enumerate(plan.runs, 1):
+            bar.label = f"run {i}/{len(plan.runs)} seed {run.config.seed}"
             model, history, _ = train(
-                config, out / name, resume=args.resume, progress=bar, dataset=data
+                run.config, run.run_dir, resume=args.resume, progress=bar, dataset=data
             )
-            runs[name] = TrainedRun(model, history, data, config, out / name)
-    records = finish_runs(runs, progress=not args.quiet)
-    write_comparison(out, records, base)
-    print_summary(f"{PROG} compare -> {out}", records, time.perf_counter() - started)
-    print(f"table: {out / 'comparison.md'}   chart: {out / 'comparison.png'}")
+            trained[run.label] = TrainedRun(model, history, data, run.config, run.run_dir)
+    records = finish_runs(trained, progress=not args.quiet)
+    write_comparison(plan.out, records, plan.base)
+    print_comparison(f"{PROG} compare -> {plan.out}", records, time.perf_counter() - started)
+    print(f"table: {plan.out / 'comparison.md'}   chart: {plan.out / 'comparison.png'}")
     return 0
 
 
-def _load_run(run_dir: Path) -> TrainedRun:
+def _load_run(run_dir: Path, datasets: dict[str, Dataset]) -> TrainedRun:
     try:
         state = load_checkpoint(run_dir)
     except FileNotFoundError:
         msg = f"{str(run_dir)!r} holds no {CHECKPOINT}"
         raise UsageError(msg) from None
     config = TrainConfig.from_dict(state["config"])
-    data = load_dataset(config.dataset)
+    if config.dataset not in datasets:
+        datasets[config.dataset] = load_dataset(config.dataset)
+    data = datasets[config.dataset]
     model = build_model(config, data)
     model.load_state_dict(state["model"])
     return TrainedRun(model, list(state["history"]), data, config, run_dir)
@@ -173,19 +240,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: re-evaluate a saved run, or every run of a saved comparison."""
     run_dir: Path = args.run_dir
     started = time.perf_counter()
-    base = saved_config(run_dir / COMPARE_FILE)
-    if base is not None:
-        names = [n for n in OBJECTIVES if (run_dir / n / CHECKPOINT).exists()]
-        if not names:
+    saved = read_comparison(run_dir / COMPARE_FILE)
+    datasets: dict[str, Dataset] = {}
+    if saved is not None:
+        objectives, seeds, base = saved
+        folders = {
+            f"{name}/seed{seed}": run_folder(run_dir, name, seed)
+            for name in objectives
+            for seed in seeds
+        }
+        found = {k: v for k, v in folders.items() if (v / CHECKPOINT).exists()}
+        if not found:
             msg = f"{str(run_dir)!r} holds no finished runs"
             raise UsageError(msg)
-        records = finish_runs({n: _load_run(run_dir / n) for n in names}, progress=not args.quiet)
+        runs = {label: _load_run(folder, datasets) for label, folder in found.items()}
+        records = finish_runs(runs, progress=not args.quiet)
         write_comparison(run_dir, records, base)
+        print_comparison(f"{PROG} evaluate {run_dir}", records, time.perf_counter() - started)
     else:
-        run = _load_run(run_dir)
+        run = _load_run(run_dir, datasets)
         records = finish_runs({run.config.objective: run}, progress=not args.quiet)
-    print_summary(f"{PROG} evaluate {run_dir}", records, time.perf_counter() - started)
+        print_summary(f"{PROG} evaluate {run_dir}", records, time.perf_counter() - started)
     return 0
+
+
+def continue_command(argv: Sequence[str], command: str | None) -> str:
+    """The command line that continues an interrupted ``argv`` (``--resume`` added)."""
+    words = list(argv)
+    if command != "evaluate" and words and "--resume" not in words:
+        words.append("--resume")
+    return shlex.join([*PROG.split(), *words])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,31 +289,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(missing_message(missing), file=sys.stderr)
         return EXIT_USAGE
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        argv = list(DEMO_ARGS)
+    typed = list(sys.argv[1:] if argv is None else argv)
+    command = None
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(typed or list(DEMO_ARGS))
+        command = args.command
         threads = args.threads if args.threads is not None else 1
         if threads < 1:
             msg = f"--threads must be >= 1, got {threads}"
             raise UsageError(msg)
         torch.set_num_threads(threads)
-        command = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate}
-        return command[args.command](args)
+        commands = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate}
+        return commands[command](args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Interrupted as exc:
-        print(
-            f"\n{PROG}: interrupted; {exc.epoch} finished epoch(s) are saved, "
-            "continue with --resume",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (evaluation, figures)
-        print(
-            f"\n{PROG}: interrupted; finished epochs are saved, continue with --resume",
-            file=sys.stderr,
-        )
+    except (Interrupted, KeyboardInterrupt) as exc:
+        again = continue_command(typed, command)
+        if command == "evaluate":
+            what, verb = "finished files are kept", "evaluate again"
+        elif isinstance(exc, Interrupted):
+            what = f"epoch {exc.epoch} of the current run and every finished run are saved"
+            verb = "continue"
+        else:  # Ctrl-C outside the training loop (evaluation, figures)
+            what, verb = "every finished epoch is saved", "continue"
+        print(f"\n{PROG}: interrupted; {what}. To {verb}, run:\n  {again}", file=sys.stderr)
         return EXIT_INTERRUPTED

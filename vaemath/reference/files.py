@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "history_csv",
     "load_checkpoint",
     "saved_epoch",
+    "write_json",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -67,6 +69,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (one final newline) to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def history_csv(history: list[dict[str, float]]) -> str:
