@@ -68,6 +68,7 @@ TOPICS = {
     "estimators": "MI / TC / dimension-wise KL estimators",
     "mmd": "MMD",
     "metrics": "Mutual Information Gap",
+    "mixture": "Gaussian-mixture log-density",
 }
 UNDERLINE = "-"
 SUBLINE = "~"
