@@ -418,6 +418,43 @@ class TestDatasetDecomposition:
         lpz = norm.logpdf(z, 0.0, math.exp(0.5 * prior_logvar)).sum(-1)
         return np.mean(lqzx - lq), np.mean(lq - lqd.sum(-1)), np.mean(lqd.sum(-1) - lpz)
 
+    def test_subsampled_queries(self, xp, asarray):
+        # Reference: the query points and noise of the contract, densities by brute force.
+        _, mu, logvar = latents(40, 3, seed=17)
+        prior_mu = np.linspace(-1, 1, 40)[:, None]  # a per-point prior, taken at the owners
+        rng = np.random.default_rng(9)
+        points = np.sort(rng.choice(40, size=15, replace=False))
+        eps = rng.standard_normal((2, 15, 3)).reshape(-1, 3)
+        owner = np.tile(points, 2)
+        z = mu[owner] + np.exp(0.5 * logvar[owner]) * eps
+        dens = norm.logpdf(z[:, None, :], mu[None], np.exp(0.5 * logvar[None]))
+        lq = logsumexp(dens.sum(-1), axis=1) - math.log(40)
+        lqd = logsumexp(dens, axis=1) - math.log(40)
+        lqzx = norm.logpdf(z, mu[owner], np.exp(0.5 * logvar[owner])).sum(-1)
+        lpz = norm.logpdf(z, prior_mu[owner], 1.0).sum(-1)
+        expected = (np.mean(lqzx - lq), np.mean(lq - lqd.sum(-1)), np.mean(lqd.sum(-1) - lpz))
+        got = vaemath.dataset_decomposition(
+            asarray(mu), asarray(logvar), asarray(prior_mu), 0.0, num_samples=2, seed=9,
+            num_queries=15,
+        )  # fmt: skip
+        for value, ref in zip(
+            (got.mutual_information, got.total_correlation, got.dimensionwise_kl), expected,
+            strict=True,
+        ):  # fmt: skip
+            assert float(value) == pytest.approx(ref, rel=1e-10, abs=1e-12)
+
+    def test_all_queries_is_the_exact_computation(self):
+        _, mu, logvar = latents(25, 2, seed=3)
+        exact = vaemath.dataset_decomposition(mu, logvar, seed=4)
+        same = vaemath.dataset_decomposition(mu, logvar, seed=4, num_queries=25)
+        assert float(exact.kl) == float(same.kl)
+
+    @pytest.mark.parametrize("bad", [0, 26, 2.5, "10"])
+    def test_bad_num_queries(self, bad):
+        _, mu, logvar = latents(25, 2, seed=3)
+        with pytest.raises(ValueError, match="num_queries"):
+            vaemath.dataset_decomposition(mu, logvar, num_queries=bad)
+
     @pytest.mark.parametrize(
         ("num_samples", "chunk_size"),
         [

@@ -257,6 +257,7 @@ class TestMutualInformationGap:
             pytest.param({"num_samples": 0}, ValueError, "num_samples", id="num_samples"),
             pytest.param({"num_bins": 1}, ValueError, "num_bins", id="num_bins"),
             pytest.param({"num_queries": 0}, ValueError, "num_queries", id="no queries"),
+            pytest.param({"num_queries": 9.5}, ValueError, "num_queries", id="float queries"),
             pytest.param({"num_queries": 91}, ValueError, "at most N = 90", id="too many queries"),
             pytest.param({"num_samples": 1.5}, TypeError, "num_samples", id="float samples"),
             pytest.param({"progress": "yes"}, TypeError, "progress", id="progress"),

@@ -14,7 +14,7 @@ Layout (each piece in one file, imported by the others):
 
 from __future__ import annotations
 
-from ._dataset import dataset_decomposition
+from ._dataset import check_num_queries, dataset_decomposition, query_points, sample_queries
 from ._decomposition import ElboDecomposition
 from ._minibatch import (
     dimensionwise_kl,
@@ -31,6 +31,7 @@ from ._weights import METHODS
 __all__ = [
     "METHODS",
     "ElboDecomposition",
+    "check_num_queries",
     "dataset_decomposition",
     "dimensionwise_kl",
     "elbo_decomposition",
@@ -41,5 +42,7 @@ __all__ = [
     "log_marginals",
     "log_sums_by_group",
     "mutual_information",
+    "query_points",
+    "sample_queries",
     "total_correlation",
 ]

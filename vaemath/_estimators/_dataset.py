@@ -5,19 +5,91 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._gaussian import log_density
 from .._lib._compat import device, is_torch_namespace
-from .._lib._helpers import Array, check_encodings, check_index, numpy_quiet, resolve
+from .._lib._helpers import Array, Namespace, check_encodings, check_index, numpy_quiet, resolve
 from .._lib._progress import progress_reporter
 from . import _tiles
 from ._decomposition import ElboDecomposition, check_prior, decompose
 from ._weights import LogWeights
 
-__all__ = ["dataset_decomposition"]
+__all__ = [
+    "Queries",
+    "check_num_queries",
+    "dataset_decomposition",
+    "query_points",
+    "sample_queries",
+]
+
+
+class Queries(NamedTuple):
+    """Monte Carlo query rows: ``z[r] ~ q(z | x_owner[r])``."""
+
+    owner: np.ndarray  # (M,) index of the point each row was drawn from
+    z: Array  # (M, D)
+    mu: Array  # (M, D) the owners' means
+    logvar: Array  # (M, D) the owners' log-variances
+
+
+def check_num_queries(num_queries: object, n: int) -> int | None:
+    """``None`` or an integer in ``1 .. n``; anything else is a ``ValueError``."""
+    if num_queries is None:
+        return None
+    try:
+        queries = check_index("num_queries", num_queries, low=1, kind="an integer or None")
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+    if queries > n:
+        msg = f"`num_queries` must be at most N = {n}, got {queries}"
+        raise ValueError(msg)
+    return queries
+
+
+def query_points(n: int, num_queries: int | None, rng: np.random.Generator) -> np.ndarray:
+    """All ``n`` points in order (``None`` or ``n``: nothing drawn), or a sorted uniform subset."""
+    if num_queries is None or num_queries == n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=num_queries, replace=False))
+
+
+def sample_queries(
+    mu: Array,
+    logvar: Array,
+    *,
+    num_samples: int,
+    num_queries: int | None,
+    seed: int,
+    xp: Namespace,
+) -> Queries:
+    """The query rows of the dataset-level Monte Carlo, a function of ``seed`` alone.
+
+    One NumPy ``Generator(seed)`` first picks the query points (a uniform
+    subset of ``num_queries`` without replacement, sorted; none is drawn for
+    ``None`` or ``num_queries == N``), then the ``(num_samples, S, D)``
+    standard-normal noise in float64; rows are sample-major. Shared by
+    :func:`dataset_decomposition` and the mixture MIG.
+    """
+    n, d = (int(s) for s in mu.shape)
+    dtype, dev = mu.dtype, device(mu)
+    rng = np.random.default_rng(seed)
+    points = query_points(n, num_queries, rng)
+    subset = points.shape[0] != n
+    noise = rng.standard_normal((num_samples, points.shape[0], d))
+    owner = np.tile(points, num_samples)
+    if subset:
+        idx = xp.asarray(points, device=dev)
+        mu, logvar = xp.take(mu, idx, axis=0), xp.take(logvar, idx, axis=0)
+    if num_samples > 1:
+        mu, logvar = (
+            xp.concat([mu] * num_samples, axis=0),
+            xp.concat([logvar] * num_samples, axis=0),
+        )
+    eps = xp.asarray(np.reshape(noise, (-1, d)), dtype=dtype, device=dev)
+    return Queries(owner, mu + xp.exp(0.5 * logvar) * eps, mu, logvar)
 
 
 @numpy_quiet
@@ -31,6 +103,7 @@ def dataset_decomposition(
     seed: int = 0,
     chunk_size: int | None = None,
     progress: bool | Callable[[int, int], Any] | None = None,
+    num_queries: int | None = None,
 ) -> ElboDecomposition:
     r"""Exact (not minibatch) decomposition over a whole encoded dataset, streamed.
 
@@ -52,18 +125,26 @@ def dataset_decomposition(
         ``True``: a progress bar on stderr (tqdm, with ETA, on a terminal;
         one final line elsewhere). A callable is called as
         ``progress(done, total)`` after each tile of query rows.
+    num_queries : int, optional
+        Run the Monte Carlo over a uniform random subset of this many of the
+        ``N`` points (without replacement, from ``seed``; Chen et al.'s
+        dSprites protocol uses 10,000), each query's :math:`\log q(z)` still
+        over all ``N`` components: unbiased for the same target. ``None`` (and
+        ``N``, the same computation): every point.
 
     Returns
     -------
     ElboDecomposition
-        The three terms (0-d, dtype and device of ``mu``), averaged over the
-        ``S N`` samples. Not differentiable (torch inputs are detached).
+        The terms (0-d, dtype and device of ``mu``), averaged over the
+        ``S N`` (or ``S num_queries``) samples; ``prior_dependence`` is 0.
+        Not differentiable (torch inputs are detached).
 
     Raises
     ------
     ValueError
         ``mu``/``logvar`` not of one ``(N, D)`` shape, a prior that does not
-        broadcast, ``num_samples < 1`` or ``chunk_size < 1``.
+        broadcast, ``num_samples < 1``, ``chunk_size < 1`` or ``num_queries``
+        outside ``1 .. N``.
 
     Notes
     -----
@@ -96,30 +177,28 @@ def dataset_decomposition(
     if chunk_size is not None and operator.index(chunk_size) < 1:
         msg = f"`chunk_size` must be a positive integer or None, got {chunk_size}"
         raise ValueError(msg)
-    report, bar = progress_reporter(
-        progress, n * samples, desc="dataset_decomposition", unit="rows"
-    )
+    queries = check_num_queries(num_queries, n)
+    rows = samples * (n if queries is None else queries)
+    report, bar = progress_reporter(progress, rows, desc="dataset_decomposition", unit="rows")
     if is_torch_namespace(xp):
         mu, logvar = mu.detach(), logvar.detach()
         prior_mu, prior_logvar = prior_mu.detach(), prior_logvar.detach()
-
-    rng = np.random.default_rng(seed)
-    scale = xp.exp(0.5 * logvar)
-    noise = [rng.standard_normal((n, d)) for _ in range(samples)]
-    z = xp.concat(
-        [mu + scale * xp.asarray(e, dtype=mu.dtype, device=device(mu)) for e in noise], axis=0
-    )
-
-    def repeat(x: Array) -> Array:
-        x = xp.broadcast_to(x, (n, d))
-        return xp.concat([x] * samples, axis=0) if samples > 1 else x
-
+    drawn = sample_queries(mu, logvar, num_samples=samples, num_queries=queries, seed=seed, xp=xp)
     weights = LogWeights(-math.log(n))
     try:
-        lq, lqd, _ = _tiles.forward(z, mu, logvar, weights, xp=xp, rows=chunk_size, progress=report)
+        lq, lqd, _ = _tiles.forward(
+            drawn.z, mu, logvar, weights, xp=xp, rows=chunk_size, progress=report
+        )
     finally:
         if bar is not None:
             bar.close()
-    log_qzx = xp.sum(log_density(z, repeat(mu), repeat(logvar), xp=xp), axis=-1)
-    log_pz = xp.sum(log_density(z, repeat(prior_mu), repeat(prior_logvar), xp=xp), axis=-1)
+    log_qzx = xp.sum(log_density(drawn.z, drawn.mu, drawn.logvar, xp=xp), axis=-1)
+    # The prior may be per point ((N, D) or (N, 1)): take it at each row's owner.
+    owner = xp.asarray(drawn.owner, device=device(mu))
+
+    def at_owners(x: Array) -> Array:
+        return xp.take(xp.broadcast_to(x, (n, d)), owner, axis=0)
+
+    log_pz = log_density(drawn.z, at_owners(prior_mu), at_owners(prior_logvar), xp=xp)
+    log_pz = xp.sum(log_pz, axis=-1)
     return decompose(log_qzx, log_pz, lq, lqd, xp=xp)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._estimators import check_num_queries, query_points
 from .._lib._compat import device
 from .._lib._helpers import (
     Array,
@@ -22,7 +23,7 @@ from .._lib._helpers import (
 )
 from .._lib._progress import progress_reporter
 from ._factors import factor_codes, plugin_entropy
-from ._mixture import histogram_information, mixture_information, query_points
+from ._mixture import histogram_information, mixture_information
 
 __all__ = ["ESTIMATORS", "MutualInformationGap", "active_units", "mutual_information_gap"]
 
@@ -176,12 +177,7 @@ def mutual_information_gap(
     samples = check_index("num_samples", num_samples, low=1)
     bins = check_index("num_bins", num_bins, low=2)
     seed = check_index("seed", seed, low=0)
-    queries = None
-    if num_queries is not None:
-        queries = check_index("num_queries", num_queries, low=1, kind="an integer or None")
-    if queries is not None and queries > n:
-        msg = f"`num_queries` must be at most N = {n}, got {queries}"
-        raise ValueError(msg)
+    queries = check_num_queries(num_queries, n)
     labels = factor_codes(factors, n, xp=xp)
     k = labels.codes.shape[1]
     report, bar = progress_reporter(
@@ -207,7 +203,7 @@ def mutual_information_gap(
             host = np.asarray(to_numpy(information), dtype=np.float64)
         else:
             points = None
-            if queries is not None:
+            if queries is not None:  # the subset the mixture estimator's queries use
                 points = query_points(n, queries, np.random.default_rng(seed))
             used = labels.codes if points is None else labels.codes[points]
             entropy = np.array([plugin_entropy(used[:, f]) for f in range(k)])

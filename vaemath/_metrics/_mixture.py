@@ -15,26 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from .._estimators import bound_margin, log_marginals, log_sums_by_group
+from .._estimators import bound_margin, log_marginals, log_sums_by_group, sample_queries
 from .._gaussian import log_density, neg_half_log_normaliser
 from .._lib._compat import device
 from .._lib._helpers import Array, Namespace, to_numpy
 from ._factors import FactorCodes, plugin_mutual_information
 
-__all__ = ["histogram_information", "mixture_information", "query_points"]
+__all__ = ["histogram_information", "mixture_information"]
 
 
 _GEMM_VALUES = 12
 """Factors with at most this many values get their conditionals from the shared tile
 (one matrix product with the group indicator, cost ~ A per element); larger ones are
 recomputed group by group (cost ~ 1/A per element)."""
-
-
-def query_points(n: int, num_queries: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Indices of the points the estimate runs over: all, or a uniform subset (sorted)."""
-    if num_queries is None:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size=num_queries, replace=False))
 
 
 def mixture_information(
@@ -60,16 +53,12 @@ def mixture_information(
     both mixtures over all of their components. Not differentiable: the
     caller passes detached arrays.
     """
-    n, d = (int(s) for s in mu.shape)
+    d = int(mu.shape[1])
     dtype, dev = mu.dtype, device(mu)
-    rng = np.random.default_rng(seed)
-    points = query_points(n, num_queries, rng)
-    noise = rng.standard_normal((num_samples, points.shape[0], d))
-    owner = np.tile(points, num_samples)  # the point each query row was drawn from
-    own = xp.asarray(owner, device=dev)
-    own_mu, own_lv = xp.take(mu, own, axis=0), xp.take(logvar, own, axis=0)
-    eps = xp.concat([xp.asarray(e, dtype=dtype, device=dev) for e in noise], axis=0)
-    z = own_mu + xp.exp(0.5 * own_lv) * eps
+    drawn = sample_queries(
+        mu, logvar, num_samples=num_samples, num_queries=num_queries, seed=seed, xp=xp
+    )
+    owner, z, own_mu, own_lv = drawn
     # Rows whose own component is within the margin of the density bound take the
     # shared-tile path; the rest (extreme noise or log-variance spreads) the exact one.
     bound = xp.max(neg_half_log_normaliser(logvar, xp=xp), axis=0)
