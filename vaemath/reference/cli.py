@@ -30,12 +30,13 @@ try:  # the demo extra; without it main() names the missing module in one line
     import torch
 
     from .data import Dataset, load_dataset
-    from .files import CHECKPOINT, CONFIG, load_checkpoint, write_json
+    from .files import CHECKPOINT, CONFIG, write_json
     from .objectives import OBJECTIVES
     from .report import (
         LabelledProgress,
         TrainedRun,
         finish_runs,
+        load_run,
         print_comparison,
         print_summary,
         write_comparison,
@@ -54,7 +55,7 @@ try:  # the demo extra; without it main() names the missing module in one line
         read_comparison,
         run_folder,
     )
-    from .training import Interrupted, TrainConfig, build_model, remaining_batches, train
+    from .training import Interrupted, remaining_batches, train
 except ModuleNotFoundError as exc:
     if extra_module(exc) is None:
         raise
@@ -221,21 +222,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(run_dir: Path, datasets: dict[str, Dataset]) -> TrainedRun:
-    try:
-        state = load_checkpoint(run_dir)
-    except FileNotFoundError:
-        msg = f"{str(run_dir)!r} holds no {CHECKPOINT}"
-        raise UsageError(msg) from None
-    config = TrainConfig.from_dict(state["config"])
-    if config.dataset not in datasets:
-        datasets[config.dataset] = load_dataset(config.dataset)
-    data = datasets[config.dataset]
-    model = build_model(config, data)
-    model.load_state_dict(state["model"])
-    return TrainedRun(model, list(state["history"]), data, config, run_dir)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: re-evaluate a saved run, or every run of a saved comparison."""
     run_dir: Path = args.run_dir
@@ -253,12 +239,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not found:
             msg = f"{str(run_dir)!r} holds no finished runs"
             raise UsageError(msg)
-        runs = {label: _load_run(folder, datasets) for label, folder in found.items()}
+        runs = {label: load_run(folder, datasets) for label, folder in found.items()}
         records = finish_runs(runs, progress=not args.quiet)
         write_comparison(run_dir, records, base)
         print_comparison(f"{PROG} evaluate {run_dir}", records, time.perf_counter() - started)
     else:
-        run = _load_run(run_dir, datasets)
+        run = load_run(run_dir, datasets)
         records = finish_runs({run.config.objective: run}, progress=not args.quiet)
         print_summary(f"{PROG} evaluate {run_dir}", records, time.perf_counter() - started)
     return 0
@@ -309,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "evaluate":
             what, verb = "finished files are kept", "evaluate again"
         elif isinstance(exc, Interrupted):
-            what = f"epoch {exc.epoch} of the current run and every finished run are saved"
+            what = f"{exc.epoch} finished epoch(s) of the current run are saved"
+            if command == "compare":
+                what = f"every finished run and {what}"
             verb = "continue"
         else:  # Ctrl-C outside the training loop (evaluation, figures)
             what, verb = "every finished epoch is saved", "continue"

@@ -24,14 +24,14 @@ import torch
 
 from vaemath._lib._progress import Progress
 
-from .data import Dataset
-from .files import atomic_write_text, write_json
+from .data import Dataset, load_dataset
+from .files import CHECKPOINT, atomic_write_text, load_checkpoint, write_json
 from .metrics import evaluate
 from .model import VAE
 from .objectives import rbf_bandwidth
 from .plots import plot_comparison, plot_curves, plot_reconstructions, plot_traversals
-from .runs import compare_record
-from .training import TrainConfig
+from .runs import UsageError, compare_record
+from .training import TrainConfig, build_model
 
 __all__ = [
     "COLUMNS",
@@ -41,6 +41,7 @@ __all__ = [
     "comparison_markdown",
     "finish_runs",
     "group_by_objective",
+    "load_run",
     "print_comparison",
     "print_summary",
     "summarise",
@@ -89,6 +90,28 @@ class LabelledProgress(Progress):
         if postfix is not None and self.label:
             postfix = f"{self.label} {postfix}"
         super().update(n, postfix)
+
+
+def load_run(run_dir: Path, datasets: dict[str, Dataset]) -> TrainedRun:
+    """The trained model saved in ``run_dir`` (``datasets`` caches the data by name).
+
+    Raises
+    ------
+    UsageError
+        When ``run_dir`` holds no checkpoint.
+    """
+    try:
+        state = load_checkpoint(run_dir)
+    except FileNotFoundError:
+        msg = f"{str(run_dir)!r} holds no {CHECKPOINT}"
+        raise UsageError(msg) from None
+    config = TrainConfig.from_dict(state["config"])
+    if config.dataset not in datasets:
+        datasets[config.dataset] = load_dataset(config.dataset)
+    data = datasets[config.dataset]
+    model = build_model(config, data)
+    model.load_state_dict(state["model"])
+    return TrainedRun(model, list(state["history"]), data, config, run_dir)
 
 
 # -- evaluating and writing one run -------------------------------------------------------
