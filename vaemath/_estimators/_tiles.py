@@ -72,7 +72,7 @@ def tile_shape(m: int, n: int, d: int, rows: int | None = None) -> tuple[int, in
     return rows, dims
 
 
-def _exp_inplace(x: Array, *, xp: Namespace) -> Array:
+def _exp_inplace(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
     """``exp(max(x, floor))`` for ``x <= 0``, overwriting the temporary ``x`` where possible.
 
     Arguments below ``floor`` (``log`` of the smallest normal number plus 7:
@@ -83,6 +83,8 @@ def _exp_inplace(x: Array, *, xp: Namespace) -> Array:
     below rounding. The callers handle non-finite maxima separately.
     """
     floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 7.0
+    if functional:
+        return xp.exp(xp.maximum(x, xp.asarray(floor, dtype=x.dtype, device=device(x))))
     if is_torch_namespace(xp):
         return x.clamp_(min=floor).exp_()
     if is_numpy_namespace(xp):
@@ -130,7 +132,7 @@ def _contiguous(x: Array, *, xp: Namespace) -> Array:
     return x
 
 
-def _lse_last(x: Array, *, xp: Namespace) -> Array:
+def _lse_last(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
     """Max-shifted log-sum-exp over the last axis; consumes the temporary ``x``.
 
     Where the maximum is not finite (a slice of ``-inf``, a ``+inf``, a NaN)
@@ -139,8 +141,11 @@ def _lse_last(x: Array, *, xp: Namespace) -> Array:
     top = xp.max(x, axis=-1, keepdims=True)
     finite = xp.isfinite(top)
     m = xp.where(finite, top, xp.zeros_like(top))
-    x -= m
-    x = _exp_inplace(x, xp=xp)
+    if functional:
+        x = _exp_inplace(x - m, xp=xp, functional=True)
+    else:
+        x -= m
+        x = _exp_inplace(x, xp=xp)
     out = xp.log(xp.sum(x, axis=-1)) + m[..., 0]
     return xp.where(finite[..., 0], out, top[..., 0])
 
@@ -182,14 +187,26 @@ def _components(mu: Array, logvar: Array, shift: float, *, xp: Namespace) -> _Co
     return _Components(mu_t, -0.5 * xp.exp(-lv_t), norm_t)
 
 
-def _density_tile(z_t: Array, comp: _Components, dims: slice, comps: slice) -> Array:
+def _iadd(x: Array, y: Array) -> Array:
+    x += y
+    return x
+
+
+def _density_tile(
+    z_t: Array, comp: _Components, dims: slice, comps: slice, *, functional: bool = False
+) -> Array:
     """``(k, b, n)`` tile of L_ijd for latent dimensions ``dims`` and components ``comps``.
 
     L_ijd = -(z_id - mu_jd)^2 exp(-v_jd) / 2 + norm_jd, with norm_jd =
-    -(v_jd + log 2 pi) / 2 (possibly shifted), built in place; ``z_t`` is the
-    ``(k, b)`` slice of the transposed queries.
+    -(v_jd + log 2 pi) / 2 (possibly shifted), built in place (``functional``:
+    out of place, for autodiff transforms); ``z_t`` is the ``(k, b)`` slice of
+    the transposed queries.
     """
     dens = z_t[:, :, None] - comp.mu_t[dims, None, comps]
+    if functional:
+        return (
+            dens * dens * comp.neg_half_prec_t[dims, None, comps] + comp.norm_t[dims, None, comps]
+        )
     dens *= dens
     dens *= comp.neg_half_prec_t[dims, None, comps]
     dens += comp.norm_t[dims, None, comps]
@@ -209,6 +226,7 @@ def forward(
     with_marginals: bool = True,
     column_log_weights: Array | None = None,
     progress: Callable[[int, int], None] | None = None,
+    functional: bool = False,
 ) -> tuple[Array, Array, Array | None]:
     """Estimates ``(log q(z_i), log q(z_id), J + log w)`` in bounded memory.
 
@@ -218,6 +236,9 @@ def forward(
     ``with_marginals=False`` the per-dimension ones (each is then ``None``).
     ``column_log_weights`` ``(N,)``: per-component log weights ``log c_j`` added
     to every ``log w_ij`` (a mixture with weights ``c``, e.g. a mixture prior).
+    ``functional``: no in-place operation (slower; for torch forward-mode AD,
+    ``torch.func`` transforms and double backward, which differentiate the
+    operations themselves).
     """
     if keep_joint and not with_joint:
         msg = "keep_joint needs with_joint"
@@ -240,20 +261,23 @@ def forward(
         marg: list[Array] = []
         for d0 in range(0, d, k):
             d1 = min(d0 + k, d)
-            dens = _density_tile(z_t[d0:d1, i0:i1], comp, slice(d0, d1), slice(0, n))
+            dens = _density_tile(
+                z_t[d0:d1, i0:i1], comp, slice(d0, d1), slice(0, n), functional=functional
+            )
             if joint is not None:
-                joint += dens[0, ...] if d1 - d0 == 1 else xp.sum(dens, axis=0)
+                part = dens[0, ...] if d1 - d0 == 1 else xp.sum(dens, axis=0)
+                joint = joint + part if functional else _iadd(joint, part)
             if with_marginals:
                 if logw is not None:
-                    dens += logw
-                marg.append(_lse_last(dens, xp=xp))
+                    dens = dens + logw if functional else _iadd(dens, logw)
+                marg.append(_lse_last(dens, xp=xp, functional=functional))
         if joint is not None:
             if logw is not None:
-                joint += logw
+                joint = joint + logw if functional else _iadd(joint, logw)
             if keep_joint:
                 joint_rows.append(joint)
                 joint = xp.asarray(joint, copy=True)
-            log_q.append(_lse_last(joint, xp=xp))
+            log_q.append(_lse_last(joint, xp=xp, functional=functional))
         if with_marginals:
             log_qd.append(xp.concat(marg, axis=0))
         if progress is not None:

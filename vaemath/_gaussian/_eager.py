@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._lib._compat import is_numpy_namespace, is_torch_namespace
+from .._lib._compat import is_numpy_namespace, is_torch_namespace, torch_transformed
 from .._lib._helpers import Array, Namespace
 from ._expm1mx import SWITCH, WIDE_SERIES_SWITCH, poly_coefficients, taylor_coefficients
 
@@ -147,15 +147,16 @@ def _make_function() -> Any:
 def _kl_std_torch(mu: Any, logvar: Any) -> Any | None:
     """Eager torch kernel, or ``None`` where the generic path must run.
 
-    The generic path runs under ``torch.compile`` / functorch transforms (which
-    fuse or transform it better) and for dtypes other than float32/float64.
+    The generic path runs under ``torch.compile``, ``torch.func`` transforms and
+    forward-mode AD (which fuse or differentiate it) and for dtypes other than
+    float32/float64.
     """
     import torch
 
     if (
         torch.compiler.is_compiling()
         or mu.dtype not in (torch.float32, torch.float64)
-        or torch._C._are_functorch_transforms_active()
+        or torch_transformed(mu, logvar)
     ):
         return None
     if torch.is_grad_enabled() and (mu.requires_grad or logvar.requires_grad):

@@ -58,6 +58,24 @@ def numpy_namespace() -> ModuleType:
     return xp_numpy
 
 
+def torch_transformed(*tensors: Any) -> bool:
+    """Whether a ``torch.func`` transform or forward-mode AD sees these tensors.
+
+    Those differentiate the operations themselves: vaemath's in-place kernels
+    and custom backward passes must give way to plain out-of-place code.
+    """
+    import torch
+
+    if torch._C._are_functorch_transforms_active():
+        return True
+    from torch.autograd import forward_ad
+
+    try:
+        return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors if t is not None)
+    except RuntimeError:  # no dual level is active
+        return False
+
+
 def is_array_api_strict_namespace(xp: ModuleType) -> bool:
     """Whether ``xp`` is array-api-strict."""
     return xp.__name__ == "array_api_strict"
@@ -76,4 +94,5 @@ __all__ = [
     "is_torch_namespace",
     "numpy_namespace",
     "torch_namespace",
+    "torch_transformed",
 ]
