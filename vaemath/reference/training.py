@@ -38,15 +38,21 @@ __all__ = ["Interrupted", "TrainConfig", "build_model", "remaining_batches", "tr
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run. Two runs with equal configs train identically."""
+    """Everything that defines a run. Two runs with equal configs train identically.
+
+    The defaults fit the demo's ``dsprites-small`` (4,608 64x64 images) on a CPU:
+    ``latent_dim=10`` as in the dSprites papers, an MLP of two 256-unit layers each
+    way (4096-256-256-20 / 10-256-256-4096, 2.2 M weights), 20 epochs of 72
+    minibatches; one epoch takes about 0.8 s on 2 CPU threads, a run about 16 s.
+    """
 
     objective: str = "elbo"
-    dataset: str = "shapes"
-    epochs: int = 80
+    dataset: str = "dsprites-small"
+    epochs: int = 20
     seed: int = 0
     batch_size: int = 64
     lr: float = 2e-3
-    latent_dim: int = 8
+    latent_dim: int = 10
     hidden: int = 256
     prior_mu: float = 0.0
     prior_scale: float = 1.0
@@ -201,20 +207,22 @@ def _train(
     else:
         atomic_write_text(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
 
-    images = torch.from_numpy(data.images)
-    n = images.shape[0]
+    n = len(data)
     batches = math.ceil(n / config.batch_size)
     with _sigint_flag() as flag:
         for epoch in range(start_epoch, config.epochs):
             model.train()
             started = time.perf_counter()
             sums = dict.fromkeys(TERMS, 0.0)
-            order = _epoch_order(config, epoch, n)
+            order = _epoch_order(config, epoch, n).numpy()
             where = f"{config.objective} epoch {epoch + 1}/{config.epochs}"
             for b in range(batches):
                 if flag["stop"]:
                     raise Interrupted(epoch)
-                x = images[order[b * config.batch_size : (b + 1) * config.batch_size]]
+                # By batch: the full dSprites grid is lazy (rendered on first use).
+                x = torch.from_numpy(
+                    data.batch(order[b * config.batch_size : (b + 1) * config.batch_size])
+                )
                 mu, logvar = model.encode(x)
                 z = VAE.sample(mu, logvar)
                 terms = loss_terms(
