@@ -9,8 +9,9 @@ sample-sample term is the U-statistic of the Gram-block engine
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .._lib._compat import device, is_jax_namespace, is_lazy_array, is_torch_namespace
 from .._lib._helpers import Array, Namespace, broadcast_shapes, numpy_quiet, resolve
@@ -325,7 +326,15 @@ def _uniform_prior_mmd2(
     low = xp.broadcast_to(low, (dim,))
     high = xp.broadcast_to(high, (dim,))
     width = _checked_width(low, high, checked=checked, xp=xp)
+    estimate = _jitted_estimate() if is_jax_namespace(xp) else _estimate
+    return estimate(x, low, high, width, scales=scales, xp=xp)
 
+
+def _estimate(
+    x: Array, low: Array, high: Array, width: Array, *, scales: tuple[float, ...], xp: Namespace
+) -> Array:
+    """The estimate from checked arguments (``low``, ``high``, ``width`` of shape ``(D,)``)."""
+    n = x.shape[0]
     # U-statistic of k(x, x); distances do not change with the centre, and the
     # Gram trick cancels least around the sample's own mean.
     xc = x - xp.mean(x, axis=0)
@@ -338,3 +347,16 @@ def _uniform_prior_mmd2(
         cross_term = cross_term + xp.mean(xp.exp(log_cross))
         prior_term = prior_term + xp.exp(xp.sum(_log_mean_kernel_pair(width / h, xp=xp)))
     return xx_term - 2.0 * cross_term + prior_term
+
+
+@functools.cache
+def _jitted_estimate() -> Callable[..., Array]:  # pragma: no cover - exercised only with jax
+    """:func:`_estimate` under ``jax.jit``.
+
+    Eager JAX compiles each of its ~250 small operations for every new shape
+    (about a second for the first call); one fused program compiles once per
+    shape and number of bandwidths (the bandwidths themselves are traced).
+    """
+    import jax
+
+    return jax.jit(_estimate, static_argnames=("xp",))
