@@ -274,17 +274,69 @@ def _numpy_backed_types() -> tuple[type, ...]:
     return (np.ndarray, np.generic, strict.Array)
 
 
-def numpy_quiet(fn: _F) -> _F:
-    """Run ``fn`` under ``np.errstate(all="ignore")`` when given NumPy-backed arrays.
+_HALF = frozenset({"float16", "bfloat16"})
 
-    Overflow to inf and NaN propagation are part of the documented behaviour
-    (NaN in gives NaN out); they should not surface as RuntimeWarnings. The
-    check is by type only, so traced torch / JAX calls are unaffected.
+
+def _half_dtype(x: object) -> Any:
+    """The dtype of ``x`` if it is a float16 / bfloat16 array, else ``None``."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or isinstance(x, (int, float, complex, str)):
+        return None
+    return dtype if str(dtype).rsplit(".", 1)[-1] in _HALF else None
+
+
+def _floating_dtype(x: object) -> Any:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or isinstance(x, (int, float, complex, str)):
+        return None
+    name = str(dtype).rsplit(".", 1)[-1]
+    return dtype if name.startswith(("float", "bfloat")) else None
+
+
+def _cast_result(out: Any, dtype: Any, xp: Namespace) -> Any:
+    """Arrays (also inside a tuple or a frozen dataclass) cast to ``dtype``; the rest as is."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        fields = {
+            f.name: _cast_result(getattr(out, f.name), dtype, xp) for f in dataclasses.fields(out)
+        }
+        return dataclasses.replace(out, **fields)
+    if isinstance(out, tuple):
+        return (
+            type(out)(*(_cast_result(v, dtype, xp) for v in out))
+            if hasattr(out, "_fields")
+            else tuple(_cast_result(v, dtype, xp) for v in out)
+        )
+    if _floating_dtype(out) is not None:
+        return xp.astype(out, dtype)
+    return out
+
+
+def numpy_quiet(fn: _F) -> _F:
+    """The public-boundary wrapper of every vaemath function.
+
+    * Half precision in float32: float16 / bfloat16 array arguments are
+      converted to float32 (differentiably), the function runs there, and its
+      floating results are rounded once back to the half type when every
+      floating argument had that type (mixed with float32, the float32 result
+      is returned, as promotion gives). Half types have 3-4 significant
+      digits and exp floors near -17 (float16): the log-sum-exp and kernel
+      sums of vaemath would lose whole nats in them.
+    * NumPy quiet: run under ``np.errstate(all="ignore")`` when given
+      NumPy-backed arrays. Overflow to inf and NaN propagation are part of the
+      documented behaviour (NaN in gives NaN out); they should not surface as
+      RuntimeWarnings. The check is by type only, so traced torch / JAX calls
+      are unaffected.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if any(isinstance(a, _numpy_backed_types()) for a in (*args, *kwargs.values())):
+        values = (*args, *kwargs.values())
+        halves = [h for h in map(_half_dtype, values) if h is not None]
+        if halves:
+            return _in_float32(fn, args, kwargs, values)
+        if any(isinstance(a, _numpy_backed_types()) for a in values):
             import numpy as np
 
             with np.errstate(all="ignore"):
@@ -292,6 +344,20 @@ def numpy_quiet(fn: _F) -> _F:
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _in_float32(fn: Callable[..., Any], args: tuple, kwargs: dict, values: tuple) -> Any:
+    first = next(v for v in values if _half_dtype(v) is not None)
+    xp = array_namespace(first)
+    floating = {str(d) for d in map(_floating_dtype, values) if d is not None}
+    back = first.dtype if len(floating) == 1 else None
+
+    def up(v: Any) -> Any:
+        return xp.astype(v, xp.float32) if _half_dtype(v) is not None else v
+
+    wrapped = numpy_quiet(fn)  # the float32 call still gets the NumPy handling
+    out = wrapped(*map(up, args), **{k: up(v) for k, v in kwargs.items()})
+    return out if back is None else _cast_result(out, back, xp)
 
 
 def broadcast_shapes(shapes: dict[str, tuple[int | None, ...]]) -> tuple[int | None, ...]:
