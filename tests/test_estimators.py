@@ -45,8 +45,8 @@ def weight_matrix(b: int, dataset_size: int | None, method: str) -> np.ndarray:
     n = dataset_size
     for i in range(b):
         for j in range(b):
-            if n is None:
-                w[i, j] = 1.0 / b
+            if n is None or n == b:
+                w[i, j] = 1.0 / b  # (n == b: the batch is the dataset, the exact mixture)
             elif j == i:
                 w[i, j] = 1.0 / n  # own component: a known term of the dataset mixture
             elif method == "mws":
@@ -511,7 +511,7 @@ class TestBadInput:
         [
             pytest.param({"dataset_size": 3}, ValueError, "at least the batch size", id="N < B"),
             pytest.param({"method": "iwae"}, ValueError, "`method` must be one of", id="method"),
-            pytest.param({"dataset_size": 2.5}, TypeError, "integer", id="float N"),
+            pytest.param({"dataset_size": 2.5}, ValueError, "whole number", id="float N"),
         ],
     )
     def test_options(self, kwargs, error, match):
@@ -529,7 +529,7 @@ class TestBadInput:
     @pytest.mark.parametrize(
         ("shapes", "match"),
         [
-            pytest.param([(4, 2), (4, 3), (4, 2)], "same shape", id="mismatch"),
+            pytest.param([(4, 2), (4, 3), (4, 2)], "broadcast to the shape", id="mismatch"),
             pytest.param([(4,), (4,), (4,)], r"shape \(B, D\)", id="1-d"),
             pytest.param([(4, 2, 1)] * 3, r"shape \(B, D\)", id="3-d"),
         ],

@@ -67,16 +67,22 @@ def _sum_terms(a: Array, b: Array, c: Array, e: Array) -> Array:
 
 def _check_latents(z: Array, mu: Array, logvar: Array) -> tuple[int, int]:
     for name, value in (("z", z), ("mu", mu), ("logvar", logvar)):
-        if value.ndim != 2:
+        if value.ndim not in (1, 2) or (name == "z" and value.ndim != 2):
             msg = f"`{name}` must have shape (B, D), got {tuple(value.shape)}"
             raise ValueError(msg)
-    if not (tuple(z.shape) == tuple(mu.shape) == tuple(logvar.shape)):
+    b, d = z.shape
+    try:
+        shape = broadcast_shapes(
+            {"z": tuple(z.shape), "mu": tuple(mu.shape), "logvar": tuple(logvar.shape)}
+        )
+    except ValueError:
+        shape = None
+    if shape != tuple(z.shape):
         msg = (
-            "`z`, `mu` and `logvar` must have the same shape (B, D), got "
+            "`mu` and `logvar` must broadcast to the shape (B, D) of `z`, got "
             f"{tuple(z.shape)}, {tuple(mu.shape)} and {tuple(logvar.shape)}"
         )
         raise ValueError(msg)
-    b, d = z.shape
     if b < 1 or d < 1:
         msg = f"`z` must have at least one sample and one dimension, got shape {tuple(z.shape)}"
         raise ValueError(msg)
@@ -187,6 +193,9 @@ def prepare(
         }
     )
     batch, dim = _check_latents(*arrays[:3])
+    for i in (1, 2):  # a shared mu / logvar ((D,), (1, D)) broadcasts to z's (B, D)
+        if tuple(arrays[i].shape) != (batch, dim):
+            arrays[i] = xp.broadcast_to(arrays[i], (batch, dim))
     n = check_options(batch, dataset_size, method)
     if arrays[5] is not None:
         check_mixture_prior(dim, arrays[3], arrays[4], arrays[5])

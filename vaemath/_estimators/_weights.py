@@ -46,6 +46,8 @@ def log_weights(batch: int, dataset_size: int | None, method: str) -> LogWeights
         if n == batch:
             return LogWeights(-math.log(n))
         return LogWeights(math.log(n - 1) - math.log(n) - math.log(batch - 1), log_own)
+    if n == batch:  # the batch is the whole dataset: the exact mixture
+        return LogWeights(-math.log(n))
     log_next = math.log(n - batch + 1) - math.log(n) - math.log(batch - 1)
     return LogWeights(-math.log(batch - 1), log_own, log_next)
 
@@ -54,6 +56,11 @@ def check_options(batch: int, dataset_size: object, method: object) -> int | Non
     check_choice("method", method, METHODS)
     if dataset_size is None:
         return None
+    if isinstance(dataset_size, float):  # e.g. len(dataset) * 1.0, as PyTorch-VAE passes it
+        if not dataset_size.is_integer():
+            msg = f"`dataset_size` must be a whole number of points, got {dataset_size!r}"
+            raise ValueError(msg)
+        dataset_size = int(dataset_size)
     n = check_index("dataset_size", dataset_size, low=1, kind="an integer or None")
     if batch < 2:
         msg = (
