@@ -369,6 +369,18 @@ class TestMMD2UniformPrior:
         g = to_numpy(grad)
         assert np.isfinite(g).all(), g
 
+    @pytest.mark.parametrize("half", ["float16", "bfloat16"])
+    def test_half_precision(self, half):
+        # Computed in float32 (the public-boundary wrapper), rounded once.
+        torch = pytest.importorskip("torch")
+        dtype = getattr(torch, half)
+        x = torch.randn(9, 3, generator=torch.Generator().manual_seed(0)).to(dtype)
+        high = torch.tensor([1.0, 2.0, 0.5]).to(dtype)
+        got = mmd2_uniform_prior(x, -1.0, high, bandwidth=[0.5, 2.0])
+        expected = mmd2_uniform_prior(x.float(), -1.0, high.float(), bandwidth=[0.5, 2.0])
+        assert got.dtype == dtype
+        assert float(got) == float(expected.to(dtype))
+
     def test_requires_grad_survives(self, backend, xp, asarray):
         skip_unless_torch(backend)
         x = asarray(np.ones((3, 2))).requires_grad_(True)
