@@ -61,3 +61,25 @@ class TestWholeDatasetBatch:
             assert float(getattr(got, name)) == pytest.approx(
                 float(getattr(exact, name)), rel=1e-13
             )
+
+
+class TestBothPerSampleEstimates:
+    def test_one_call_returns_both(self):
+        z, mu, lv = _batch()
+        lq, lqd = vaemath.log_aggregate_posterior(z, mu, lv, dataset_size=50, return_marginals=True)
+        np.testing.assert_array_equal(
+            lq, vaemath.log_aggregate_posterior(z, mu, lv, dataset_size=50)
+        )
+        np.testing.assert_array_equal(
+            lqd, vaemath.log_marginal_aggregate_posterior(z, mu, lv, dataset_size=50)
+        )
+
+    def test_one_pass(self, monkeypatch):
+        from vaemath._estimators import _tiles
+
+        calls = []
+        original = _tiles.forward
+        monkeypatch.setattr(_tiles, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+        z, mu, lv = _batch()
+        vaemath.log_aggregate_posterior(z, mu, lv, return_marginals=True)
+        assert len(calls) == 1

@@ -30,7 +30,8 @@ def log_aggregate_posterior(
     *,
     dataset_size: int | None = None,
     method: str = "mws",
-) -> Array:
+    return_marginals: bool = False,
+) -> Array | tuple[Array, Array]:
     r"""Per-sample estimates of :math:`\log q(z_i)`, ``q`` the aggregate posterior.
 
     Parameters
@@ -43,11 +44,16 @@ def log_aggregate_posterior(
         ``None`` for the batch mixture, or the size ``N >= B`` of the dataset.
     method : {"mws", "mss"}
         Minibatch weighted / stratified sampling weights.
+    return_marginals : bool
+        Also return the ``(B, D)`` estimates of
+        :func:`log_marginal_aggregate_posterior`, from the same pass over the
+        tiles (one call instead of two).
 
     Returns
     -------
-    array
-        ``(B,)`` estimates, dtype and device of the inputs.
+    array or tuple of arrays
+        ``(B,)`` estimates, dtype and device of the inputs; with
+        ``return_marginals``, the pair ``(log q(z_i), log q(z_id))``.
 
     Raises
     ------
@@ -84,7 +90,8 @@ def log_aggregate_posterior(
     xp, (z, mu, logvar, *_), weights = prepare(
         z, mu, logvar, prior_mu=None, prior_logvar=None, dataset_size=dataset_size, method=method
     )
-    return log_q(z, mu, logvar, weights, xp=xp)[0]
+    lq, lqd = log_q(z, mu, logvar, weights, xp=xp)
+    return (lq, lqd) if return_marginals else lq
 
 
 @numpy_quiet
