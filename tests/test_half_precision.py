@@ -54,6 +54,7 @@ CALLS = {
     "mmd2": lambda z, mu, lv, f: vaemath.mmd2(z, mu * 1.2, bandwidth=4.0),
     "mmd2_linear": lambda z, mu, lv, f: vaemath.mmd2_linear(z, mu * 1.2, bandwidth=2.0),
     "mmd2_gaussian_prior": lambda z, mu, lv, f: vaemath.mmd2_gaussian_prior(z, bandwidth=2.0),
+    "mmd2_uniform_prior": lambda z, mu, lv, f: vaemath.mmd2_uniform_prior(z, bandwidth=2.0),
     "mutual_information_gap": lambda z, mu, lv, f: (
         vaemath.mutual_information_gap(mu, lv, f[0]).mutual_information
     ),

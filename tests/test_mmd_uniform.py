@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vaemath import mmd2_uniform_prior
 from vaemath._lib._special import (
     erf,
     erfcx,
@@ -37,7 +38,6 @@ from vaemath._lib._special import (
     special_source,
 )
 from vaemath._lib._testing import assert_close, to_numpy
-from vaemath._mmd import mmd2_uniform_prior  # public: vaemath.mmd2_uniform_prior
 from vaemath._mmd._uniform import _log_mean_kernel, _log_mean_kernel_pair
 
 integrate = pytest.importorskip("scipy.integrate")

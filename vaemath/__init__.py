@@ -22,7 +22,14 @@ from ._estimators import (
 )
 from ._gaussian import gaussian_kl, gaussian_log_density, mvn_kl
 from ._metrics import MutualInformationGap, active_units, mutual_information_gap
-from ._mmd import imq_kernel, mmd2, mmd2_gaussian_prior, mmd2_linear, rbf_kernel
+from ._mmd import (
+    imq_kernel,
+    mmd2,
+    mmd2_gaussian_prior,
+    mmd2_linear,
+    mmd2_uniform_prior,
+    rbf_kernel,
+)
 
 __all__ = [
     "ElboDecomposition",
@@ -40,6 +47,7 @@ __all__ = [
     "mmd2",
     "mmd2_gaussian_prior",
     "mmd2_linear",
+    "mmd2_uniform_prior",
     "mutual_information",
     "mutual_information_gap",
     "mvn_kl",

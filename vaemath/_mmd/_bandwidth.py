@@ -21,6 +21,7 @@ __all__ = [
     "check_samples",
     "fixed_scales",
     "parse_scales",
+    "readable",
     "resolve_scales",
 ]
 
@@ -105,7 +106,7 @@ def _stop_gradient(a: Array, *, xp: Namespace) -> Array:
     return a
 
 
-def _readable(a: Array, *, xp: Namespace) -> bool:
+def readable(a: Array, *, xp: Namespace) -> bool:
     """Whether ``bool(a)`` can run: False under torch.compile / jax.jit tracing and on meta."""
     if is_torch_namespace(xp):
         import torch
@@ -161,7 +162,7 @@ def resolve_scales(
     if scales != "median":
         return list(scales)
     med = _median_sqdist(pooled(), distances, xp=xp)
-    if not _readable(med, xp=xp):
+    if not readable(med, xp=xp):
         med = xp.where(med > 0, med, xp.full_like(med, math.nan))
     elif bool(med <= 0):
         msg = (

@@ -13,10 +13,10 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
-from .._lib._compat import device, is_jax_namespace, is_lazy_array, is_torch_namespace
+from .._lib._compat import device, is_jax_namespace
 from .._lib._helpers import Array, Namespace, broadcast_shapes, numpy_quiet, resolve
 from .._lib._special import erf, erfcx
-from ._bandwidth import check_count, check_samples, fixed_scales
+from ._bandwidth import check_count, check_samples, fixed_scales, readable
 from ._blocks import block_sum
 from ._kernels import diagonal_sum
 
@@ -52,19 +52,6 @@ def _check_scalar_box(low: object, high: object) -> None:
         raise ValueError(msg)
 
 
-def _readable(a: Array, *, xp: Namespace) -> bool:
-    """Whether ``bool(a)`` can run: False under torch.compile / jax.jit tracing and on meta."""
-    if is_torch_namespace(xp):
-        import torch
-
-        return not torch.compiler.is_compiling() and a.device.type != "meta"
-    if is_jax_namespace(xp):  # pragma: no cover - exercised only where jax is installed
-        import jax
-
-        return not isinstance(a, jax.core.Tracer)
-    return not is_lazy_array(a)
-
-
 def _checked_width(low: Array, high: Array, *, checked: bool, xp: Namespace) -> Array:
     """``high - low``; ``ValueError`` unless ``low < high``, both finite (NaN passes).
 
@@ -76,7 +63,7 @@ def _checked_width(low: Array, high: Array, *, checked: bool, xp: Namespace) -> 
         return width
     inf = math.inf
     invalid = (low >= high) | (xp.abs(low) == inf) | (xp.abs(high) == inf)
-    if _readable(invalid, xp=xp):
+    if readable(invalid, xp=xp):
         if bool(xp.any(invalid)):
             msg = "`low` and `high` must be finite with low < high in every dimension"
             raise ValueError(msg)
@@ -268,7 +255,7 @@ def mmd2_uniform_prior(
     Examples
     --------
     >>> import numpy as np
-    >>> from vaemath._mmd import mmd2_uniform_prior
+    >>> from vaemath import mmd2_uniform_prior
     >>> z = np.array([[0.0, 0.0], [2.0, 0.5]])
     >>> round(float(mmd2_uniform_prior(z)), 6)  # against U([-1, 1]^2); a U-statistic
     -0.183381
