@@ -83,3 +83,39 @@ class TestBothPerSampleEstimates:
         z, mu, lv = _batch()
         vaemath.log_aggregate_posterior(z, mu, lv, return_marginals=True)
         assert len(calls) == 1
+
+
+class TestArrayBandwidth:
+    @pytest.mark.parametrize(
+        "call",
+        [
+            pytest.param(lambda x, y, h: vaemath.mmd2(x, y, bandwidth=h), id="mmd2"),
+            pytest.param(lambda x, y, h: vaemath.mmd2(x, y, kernel="imq", bandwidth=h), id="imq"),
+            pytest.param(lambda x, y, h: vaemath.mmd2_linear(x, y[:50], bandwidth=h), id="linear"),
+            pytest.param(lambda x, y, h: vaemath.mmd2_gaussian_prior(x, bandwidth=h), id="prior"),
+            pytest.param(lambda x, y, h: vaemath.mmd2_uniform_prior(x, bandwidth=h), id="uniform"),
+            pytest.param(lambda x, y, h: vaemath.rbf_kernel(x, y, h).sum(), id="rbf_kernel"),
+        ],
+    )
+    def test_learnable_bandwidth(self, call):
+        torch = pytest.importorskip("torch")
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(50, 3, generator=g, dtype=torch.float64)
+        y = torch.randn(60, 3, generator=g, dtype=torch.float64) + 0.3
+        h = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+        value = call(x, y, h)
+        assert float(value.detach()) == pytest.approx(float(call(x, y, 1.5)), rel=1e-13)
+        value.backward()
+        eps = 1e-6
+        slope = (float(call(x, y, 1.5 + eps)) - float(call(x, y, 1.5 - eps))) / (2 * eps)
+        assert float(h.grad) == pytest.approx(slope, rel=1e-6, abs=1e-9)
+        several = torch.tensor([1.0, 2.0], dtype=torch.float64)
+        assert float(call(x, y, several)) == pytest.approx(float(call(x, y, [1.0, 2.0])), rel=1e-13)
+
+    def test_bad_array_bandwidth(self):
+        torch = pytest.importorskip("torch")
+        x = torch.randn(10, 2)
+        with pytest.raises(ValueError, match="positive"):
+            vaemath.mmd2(x, x + 1, bandwidth=torch.tensor(-1.0))
+        with pytest.raises(ValueError, match="0-d or a non-empty 1-d"):
+            vaemath.mmd2(x, x + 1, bandwidth=torch.ones(2, 2))

@@ -12,7 +12,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._lib._compat import device, is_jax_namespace, is_lazy_array, is_torch_namespace
+from .._lib._compat import (
+    array_namespace,
+    device,
+    is_jax_namespace,
+    is_lazy_array,
+    is_torch_namespace,
+)
 from .._lib._helpers import Array, Namespace, check_choice
 
 __all__ = [
@@ -69,10 +75,41 @@ def _check_positive(name: str, value: object) -> float:
     return float(value)
 
 
-def parse_scales(bandwidth: object, name: str = "bandwidth") -> tuple[float, ...] | str:
-    """Validate a bandwidth: a positive float, a sequence of them, or "median"."""
+def _array_scales(bandwidth: Any, name: str) -> tuple[Any, ...]:
+    """A 0-d or 1-d array bandwidth (e.g. a learnable torch parameter): its elements.
+
+    Indexing keeps them in the graph, so a learnable bandwidth gets its
+    gradient. Positivity is checked where the values can be read (not while
+    tracing).
+    """
+    if bandwidth.ndim > 1 or (bandwidth.ndim == 1 and bandwidth.shape[0] == 0):
+        shape = tuple(bandwidth.shape)
+        msg = f"`{name}` as an array must be 0-d or a non-empty 1-d array, got shape {shape}"
+        raise ValueError(msg)
+    xp = array_namespace(bandwidth)
+    if not xp.isdtype(bandwidth.dtype, "real floating"):
+        msg = f"`{name}` must be a real floating array, got dtype {bandwidth.dtype}"
+        raise TypeError(msg)
+    if readable(bandwidth, xp=xp):
+        positive = xp.all(xp.isfinite(bandwidth) & (bandwidth > 0))
+        if not bool(positive):
+            msg = f"`{name}` must be positive and finite, got {bandwidth!r}"
+            raise ValueError(msg)
+    if bandwidth.ndim == 0:
+        return (bandwidth,)
+    return tuple(bandwidth[i] for i in range(bandwidth.shape[0]))
+
+
+def parse_scales(bandwidth: object, name: str = "bandwidth") -> tuple[Any, ...] | str:
+    """Validate a bandwidth: a positive float, a sequence of them, a 0-d/1-d array or "median"."""
     if isinstance(bandwidth, str):
         return check_choice(name, bandwidth, ("median",))
+    if (
+        hasattr(bandwidth, "ndim")
+        and hasattr(bandwidth, "dtype")
+        and not isinstance(bandwidth, (int, float))
+    ):
+        return _array_scales(bandwidth, name)
     if isinstance(bandwidth, Sequence):
         if len(bandwidth) == 0:
             msg = f"`{name}` must be a non-empty sequence of positive floats, got {bandwidth!r}"
@@ -81,7 +118,7 @@ def parse_scales(bandwidth: object, name: str = "bandwidth") -> tuple[float, ...
     return (_check_positive(name, bandwidth),)
 
 
-def fixed_scales(bandwidth: object, name: str) -> tuple[float, ...]:
+def fixed_scales(bandwidth: object, name: str) -> tuple[Any, ...]:
     """:func:`parse_scales` without the median heuristic (Gram functions, linear estimator)."""
     scales = parse_scales(bandwidth, name)
     if isinstance(scales, str):

@@ -73,8 +73,9 @@ def mmd2(
         of shape ``(len(a), len(b))`` (then ``bandwidth`` is ignored).
     bandwidth : float, sequence of float or "median", optional
         :math:`h` for ``"rbf"``, :math:`C` for ``"imq"`` (default 1.0). A
-        sequence is the sum of the kernels. ``"median"``: the median heuristic,
-        see Notes.
+        sequence is the sum of the kernels. A 0-d or 1-d array of the inputs'
+        library is a (learnable) bandwidth: it gets its gradient. ``"median"``:
+        the median heuristic, see Notes.
     unbiased : bool, optional
         True (default): the U-statistic, unbiased, can be negative. False: the
         V-statistic (biased, :math:`\ge 0`).
