@@ -61,6 +61,15 @@ def _direct_tc(ns, z, mu, logvar):
     return (lq - lqd.sum(-1)).mean()
 
 
+def ns_diag(logvar):
+    """Cholesky factor diag(exp(logvar / 2)), in the library of ``logvar``."""
+    if isinstance(logvar, torch.Tensor):
+        return torch.diag_embed(torch.exp(0.5 * logvar))
+    import jax.numpy as jnp
+
+    return jnp.exp(0.5 * logvar)[..., :, None] * jnp.eye(logvar.shape[-1])
+
+
 def _rbf(ns, a, b, h):
     sq = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
     return ns.exp(-sq / (2 * h * h))
@@ -126,6 +135,40 @@ CASES = {
             - _lse(ns, d["log_w"], 0),
             1,
         ),
+    ),
+    "mutual_information": (
+        "logvar",
+        lambda d, x: vaemath.mutual_information(d["z"], d["mu"], x),
+        lambda ns, d, x: (
+            _normal_logpdf(ns, d["z"], d["mu"], x).sum(-1) - _direct_lq(ns, d["z"], d["mu"], x)[0]
+        ).mean(),
+    ),
+    "dimensionwise_kl": (
+        "mu",
+        lambda d, x: vaemath.dimensionwise_kl(d["z"], x, d["logvar"]),
+        lambda ns, d, x: (
+            (
+                _direct_lq(ns, d["z"], x, d["logvar"])[1]
+                - _normal_logpdf(ns, d["z"], 0.0 * d["z"], 0.0 * d["z"])
+            )
+            .sum(-1)
+            .mean()
+        ),
+    ),
+    "rbf_kernel": (
+        "z",
+        lambda d, x: vaemath.rbf_kernel(x, d["y"], 1.5),
+        lambda ns, d, x: _rbf(ns, x, d["y"], 1.5),
+    ),
+    "imq_kernel": (
+        "z",
+        lambda d, x: vaemath.imq_kernel(x, d["y"], 1.5),
+        lambda ns, d, x: 1.5 / (1.5 + ((x[:, None, :] - d["y"][None]) ** 2).sum(-1)),
+    ),
+    "mvn_kl": (
+        "mu",
+        lambda d, x: vaemath.mvn_kl(x, ns_diag(d["logvar"])),
+        lambda ns, d, x: 0.5 * (ns.exp(d["logvar"]) + x**2 - 1 - d["logvar"]).sum(-1),
     ),
     "mmd2": (
         "z",
