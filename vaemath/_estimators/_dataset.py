@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._gaussian import log_density
-from .._lib._compat import device, is_torch_namespace
+from .._lib._compat import device, is_dask_namespace, is_torch_namespace
 from .._lib._helpers import Array, Namespace, check_encodings, check_index, numpy_quiet, resolve
 from .._lib._progress import progress_reporter
 from . import _tiles
@@ -124,7 +124,8 @@ def dataset_decomposition(
     progress : bool or callable, optional
         ``True``: a progress bar on stderr (tqdm, with ETA, on a terminal;
         one final line elsewhere). A callable is called as
-        ``progress(done, total)`` after each tile of query rows.
+        ``progress(done, total)`` after each tile of query rows. Not
+        supported with dask arrays (a ``ValueError``).
     num_queries : int, optional
         Run the Monte Carlo over a uniform random subset of this many of the
         ``N`` points (without replacement, from ``seed``; Chen et al.'s
@@ -137,7 +138,9 @@ def dataset_decomposition(
     ElboDecomposition
         The terms (0-d, dtype and device of ``mu``), averaged over the
         ``S N`` (or ``S num_queries``) samples; ``prior_dependence`` is 0.
-        Not differentiable (torch inputs are detached).
+        Not differentiable (torch inputs are detached). Dask arrays in: 0-d
+        dask arrays of one lazy graph of blocks (:doc:`dask`); compute the
+        four together, ``dask.compute(terms)``.
 
     Raises
     ------
@@ -171,6 +174,13 @@ def dataset_decomposition(
     xp, (mu, logvar, prior_mu, prior_logvar) = resolve(
         {"mu": mu, "logvar": logvar, "prior_mu": prior_mu, "prior_logvar": prior_logvar}
     )
+    if is_dask_namespace(xp):  # a lazy graph of blocks, not of cache tiles
+        from ._dask import dask_decomposition
+
+        return dask_decomposition(
+            mu, logvar, prior_mu, prior_logvar, num_samples=num_samples, seed=seed,
+            chunk_size=chunk_size, progress=progress, num_queries=num_queries, xp=xp,
+        )  # fmt: skip
     n, d = check_encodings(mu, logvar)
     check_prior((n, d), prior_mu, prior_logvar)
     samples = check_index("num_samples", num_samples, low=1)

@@ -37,6 +37,11 @@ def is_jax_namespace(xp: ModuleType) -> bool:
     return xp.__name__ in ("jax.numpy", "jax.experimental.array_api")
 
 
+def is_dask_namespace(xp: ModuleType) -> bool:
+    """Whether ``xp`` is dask.array (bare or array-api-compat wrapped)."""
+    return xp.__name__ in ("dask.array", "array_api_compat.dask.array")
+
+
 def device(x: Any) -> Any:
     """The device of array ``x`` (torch tensors answered without a traced cache)."""
     if type(x).__module__.startswith("torch"):
@@ -86,6 +91,7 @@ __all__ = [
     "device",
     "is_array_api_obj",
     "is_array_api_strict_namespace",
+    "is_dask_namespace",
     "is_jax_namespace",
     "is_lazy_array",
     "is_numpy_array",
