@@ -55,15 +55,21 @@ def encode_dataset(
         ``(N, D)`` each, in the order of the images.
     """
     if isinstance(images, Dataset):
-        blocks = (torch.from_numpy(x) for x in images.batches(batch_size))
+        n, blocks = len(images), (torch.from_numpy(x) for x in images.batches(batch_size))
     else:
-        blocks = (images[s : s + batch_size] for s in range(0, images.shape[0], batch_size))
-    mus, logvars = [], []
-    for x in blocks:
-        mu, logvar = model.encode(x)
-        mus.append(mu)
-        logvars.append(logvar)
-    return torch.cat(mus), torch.cat(logvars)
+        n = images.shape[0]
+        blocks = (images[s : s + batch_size] for s in range(0, n, batch_size))
+    # Written into preallocated outputs: a list of small per-batch results between
+    # the batches' large temporaries fragments the heap (RSS grows ~ N x H x W).
+    mu = logvar = torch.empty((0, model.latent_dim))
+    for start, x in zip(range(0, n, batch_size), blocks, strict=True):
+        m, lv = model.encode(x)
+        if start == 0:
+            mu = torch.empty((n, m.shape[1]), dtype=m.dtype)
+            logvar = torch.empty((n, lv.shape[1]), dtype=lv.dtype)
+        mu[start : start + m.shape[0]] = m
+        logvar[start : start + lv.shape[0]] = lv
+    return mu, logvar
 
 
 def _mean_gap(gap: np.ndarray, entropy: np.ndarray, keep: np.ndarray) -> float:
@@ -153,12 +159,12 @@ def evaluate(
         torch.manual_seed(seed)
         mu, logvar = encode_dataset(model, dataset)
         z = VAE.sample(mu, logvar)
-        recon = torch.cat(
-            [
-                reconstruction_nll(model.decode(z[s : s + 512]), torch.from_numpy(x))
-                for s, x in zip(range(0, n, 512), dataset.batches(512), strict=True)
-            ]
-        ).mean()
+        nll = torch.empty((n,), dtype=z.dtype)  # preallocated: see encode_dataset
+        for s, x in zip(range(0, n, 512), dataset.batches(512), strict=True):
+            nll[s : s + x.shape[0]] = reconstruction_nll(
+                model.decode(z[s : s + 512]), torch.from_numpy(x)
+            )
+        recon = nll.mean()
         kl_per_unit = vaemath.gaussian_kl(mu, logvar, prior_mu, prior_logvar).mean(0)
         kl = kl_per_unit.sum()
         if n > PAIRWISE_LIMIT:
