@@ -1,17 +1,22 @@
 """``dataset_decomposition`` on dask arrays: lazy, a graph of blocks, the NumPy value.
 
 The distributed tests run on a two-worker ``distributed.LocalCluster`` on the
-loopback interface (worker processes, one thread each, no dashboard), started
-once for the module. Values are compared with the NumPy path on the same seed:
-the dask graph draws the same samples, so float64 agrees to rounding (1e-10
+loopback interface (worker processes, one thread each), started once for the
+module. Its HTTP server takes a free loopback port: ``dashboard_address=None``
+still binds 8787, and a second cluster (the docs example, another process)
+would then warn. Values are compared with the NumPy path on the same seed: the
+dask graph draws the same samples, so float64 agrees to rounding (1e-10
 relative is asserted; the differences seen are ~1e-15).
 """
 
 from __future__ import annotations
 
+import doctest
+import importlib.util
 import math
 from collections.abc import Iterator
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +30,7 @@ distributed = pytest.importorskip("distributed")
 from vaemath._estimators import _dask  # noqa: E402
 
 TERMS = ("mutual_information", "total_correlation", "dimensionwise_kl")
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,7 @@ def client() -> Iterator[distributed.Client]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # loopback, any free port (None binds 8787)
     )
     client = distributed.Client(cluster)
     try:
@@ -211,3 +217,38 @@ class TestDaskBadInput:
         mu = da.zeros((10, 2))
         with pytest.raises(ValueError, match=match):
             vaemath.dataset_decomposition(mu, mu, **kwargs)
+
+
+class TestDaskDocs:
+    def test_page_example_runs(self):
+        result = doctest.testfile(
+            str(DOCS / "dask.rst"),
+            module_relative=False,
+            optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+            verbose=False,
+            report=True,
+        )
+        assert result.attempted >= 10
+        assert result.failed == 0
+
+    def test_scaling_script_quick_run(self, tmp_path):
+        path = DOCS / "scripts" / "dask_scaling.py"
+        spec = importlib.util.spec_from_file_location("_vaemath_docs_dask_scaling", path)
+        assert spec is not None
+        assert spec.loader is not None
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        out = script.main(
+            tmp_path,
+            graph_sizes=(3_000,),
+            graph_chunks=("auto", 2_048),
+            tile_engine_size=300,
+            timed=((3_000, 300),),
+            repeats=1,
+            workers=(1,),
+        )
+        text = out.read_text(encoding="utf-8")
+        assert text.count(".. list-table::") == 2
+        assert ".. timing table" in text
+        assert "2 x 2 of 2,048 rows" in text
+        assert "dask.distributed, 1 worker x 1 thread" in text

@@ -1,0 +1,102 @@
+"""``dataset_decomposition`` on a two-worker dask cluster against one NumPy process.
+
+One group per size (float64, ``D = 10``, one sample per query, dask's default
+chunks, which the dask path splits into blocks of 8,192 rows): ``vaemath`` is
+the dask path computed on a ``distributed.LocalCluster`` of two single-threaded
+worker processes (encodings generated and persisted on the workers first, so
+only the decomposition is timed); ``numpy`` is the same call on the same
+encodings as NumPy arrays in this process (the tile engine, single-threaded).
+
+* ``N = 100,000`` with ``num_queries=4,000`` (every query still against all
+  ``N`` components): seconds per call, timed with ``--benchmark-only`` only;
+* ``N = 4,000`` with ``num_queries=1,000``: the smoke case of
+  ``--benchmark-disable``.
+
+The graph is rebuilt in every round (it is part of the call). Timed by hand::
+
+    python -m pytest benchmarks/test_bench_dask.py --benchmark-only \\
+        --benchmark-json=dask.json
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import vaemath
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+DIM = 10
+OP = "dataset_decomposition"
+CASES = [
+    pytest.param(4_000, 1_000, False, id="4000x10 q1000"),
+    pytest.param(100_000, 4_000, True, id="100000x10 q4000"),
+]
+TERMS = ("mutual_information", "total_correlation", "dimensionwise_kl")
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[distributed.Client]:
+    """Two single-threaded worker processes on 127.0.0.1 (HTTP server on a free port)."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # loopback, any free port (None binds 8787)
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def _encodings(n: int) -> tuple[da.Array, da.Array]:
+    rng = da.random.default_rng(0)
+    mu = rng.standard_normal((n, DIM))
+    return mu, rng.uniform(-3.0, -1.0, (n, DIM), chunks=mu.chunks)
+
+
+def _on_cluster(client, mu, logvar, queries):
+    terms = vaemath.dataset_decomposition(mu, logvar, num_queries=queries)
+    return dask.compute(terms, scheduler=client)[0]
+
+
+def _shape(n: int, queries: int) -> str:
+    return f"{n}x{DIM} q{queries}"
+
+
+@pytest.mark.parametrize(("n", "queries", "heavy"), CASES)
+def test_dask_two_workers(benchmark, tag, client, n, queries, heavy):
+    tag(OP, "dask", "forward", _shape(n, queries), "vaemath", heavy=heavy, workers=2)
+    persisted = client.persist(list(_encodings(n)))
+    distributed.wait(persisted)
+    _on_cluster(client, *persisted, queries)  # warm-up: the workers import vaemath
+    benchmark.pedantic(_on_cluster, args=(client, *persisted, queries), rounds=3)
+
+
+@pytest.mark.parametrize(("n", "queries", "heavy"), CASES)
+def test_numpy_one_process(benchmark, tag, n, queries, heavy):
+    tag(OP, "dask", "forward", _shape(n, queries), "numpy", heavy=heavy)
+    mu, logvar = dask.compute(*_encodings(n), scheduler="sync")
+    benchmark.pedantic(
+        vaemath.dataset_decomposition,
+        args=(mu, logvar),
+        kwargs={"num_queries": queries},
+        rounds=3,
+    )
+
+
+def test_dask_matches_numpy(client):
+    """The two alternatives compute the same terms (plain test, not timed)."""
+    encodings = _encodings(3_000)
+    got = _on_cluster(client, *encodings, 500)
+    mu, logvar = dask.compute(*encodings, scheduler="sync")
+    expected = vaemath.dataset_decomposition(mu, logvar, num_queries=500)
+    for name in TERMS:
+        np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-10)
