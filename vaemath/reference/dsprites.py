@@ -45,7 +45,7 @@ DSPRITES_POSITIONS = _frozen(np.linspace(0.0, 1.0, 32))
 #: 3 shapes x 3 scales x 8 orientations x 8 x 8 positions = 4,608 images.
 #: Every factor keeps more than one value over its full range (smallest and largest
 #: scale; every 5th orientation, 46 degrees apart, so no two coincide; positions
-#: from edge to edge, about 5.8 px apart), so the five factors and Chen et al.'s
+#: from edge to edge, 5.2-6.5 px apart), so the five factors and Chen et al.'s
 #: protocol carry over unchanged, while one epoch of a 256-unit MLP VAE takes about
 #: a second on 2 CPU threads.
 DSPRITES_SMALL_LEVELS: tuple[tuple[int, ...], ...] = (
