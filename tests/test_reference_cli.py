@@ -441,3 +441,17 @@ class TestTraversalsFigure:
         factors = data.factors[plots.anchor_index(data)]
         middle = (np.asarray(data.factor_sizes) - 1) / 2
         assert np.all(np.abs(factors - middle) <= 0.5)
+
+
+def test_device_option_is_checked(capsys):
+    """``--device cuda`` without CUDA is a one-line usage error; cpu trains."""
+    import torch
+
+    from vaemath.reference.cli import main as cli_main
+
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines
+        pytest.skip("a CUDA device exists here")
+    assert cli_main(["train", "--device", "cuda", "--epochs", "1"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert cli_main(["train", "--device", "nonsense", "--epochs", "1"]) == 2
+    assert "unknown torch device" in capsys.readouterr().err

@@ -102,6 +102,12 @@ def _add_common(parser: argparse.ArgumentParser, *, out: str, seeds: bool) -> No
         help="torch CPU threads (default 1: the matrices are small, and more threads "
         "slow down badly on a busy CPU)",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device to train on, e.g. cuda (default cpu; evaluation and figures "
+        "run on the CPU)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -178,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands -----------------------------------------------------------------------------
 
 
+def check_device(name: str) -> None:
+    """A torch device that exists here, or a one-line usage error."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        msg = f"--device: unknown torch device {name!r}"
+        raise UsageError(msg) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        msg = "--device cuda: no CUDA device is available here (the default is cpu)"
+        raise UsageError(msg)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``train``: train one objective in ``--out``, evaluate it and print the summary."""
     config, given = config_from_args(args)
@@ -186,7 +204,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_writable(run_dir)
     write_json(run_dir / CONFIG, config.to_dict())
     started = time.perf_counter()
-    model, history, data = train(config, run_dir, resume=args.resume, progress=not args.quiet)
+    model, history, data = train(
+        config, run_dir, resume=args.resume, progress=not args.quiet, device=args.device
+    )
     runs = {config.objective: TrainedRun(model, history, data, config, run_dir)}
     records = finish_runs(runs, progress=not args.quiet)
     print_summary(f"{PROG} train -> {run_dir}", records, time.perf_counter() - started)
@@ -212,8 +232,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for i, run in enumerate(plan.runs, 1):
             bar.label = f"run {i}/{len(plan.runs)} seed {run.config.seed}"
             model, history, _ = train(
-                run.config, run.run_dir, resume=args.resume, progress=bar, dataset=data
-            )
+                run.config, run.run_dir, resume=args.resume, progress=bar, dataset=data,
+                device=args.device,
+            )  # fmt: skip
             trained[run.label] = TrainedRun(model, history, data, run.config, run.run_dir)
     records = finish_runs(trained, progress=not args.quiet)
     write_comparison(plan.out, records, plan.base)
@@ -285,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             msg = f"--threads must be >= 1, got {threads}"
             raise UsageError(msg)
         torch.set_num_threads(threads)
+        check_device(getattr(args, "device", "cpu"))
         commands = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate}
         return commands[command](args)
     except UsageError as exc:

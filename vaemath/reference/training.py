@@ -139,6 +139,7 @@ def train(
     progress: bool | Progress = True,
     dataset: Dataset | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    device: str = "cpu",
 ) -> tuple[VAE, list[dict[str, float]], Dataset]:
     """Train (or continue) the run in ``run_dir`` up to ``config.epochs`` epochs.
 
@@ -164,6 +165,10 @@ def train(
         The training data (default: ``load_dataset(config.dataset)``).
     after_epoch : callable, optional
         Called with the number of finished epochs after each checkpoint.
+    device : str
+        Torch device to train on (``"cuda"`` for the full grid); the returned
+        model is on the CPU, where evaluation and figures run. Runs are
+        deterministic per seed on one device; a GPU run differs from a CPU one.
 
     Returns
     -------
@@ -177,10 +182,14 @@ def train(
     data = load_dataset(config.dataset) if dataset is None else dataset
     n = len(data)
     if isinstance(progress, Progress):
-        return _train(config, run_dir, data, progress, resume=resume, after_epoch=after_epoch)
+        return _train(
+            config, run_dir, data, progress, resume=resume, after_epoch=after_epoch, device=device
+        )
     total = remaining_batches(config, run_dir, n, resume=resume)
     with Progress(total, desc=f"train {config.objective}", enabled=progress, unit="batch") as bar:
-        return _train(config, run_dir, data, bar, resume=resume, after_epoch=after_epoch)
+        return _train(
+            config, run_dir, data, bar, resume=resume, after_epoch=after_epoch, device=device
+        )
 
 
 def _train(
@@ -191,9 +200,11 @@ def _train(
     *,
     resume: bool,
     after_epoch: Callable[[int], None] | None,
+    device: str = "cpu",
 ) -> tuple[VAE, list[dict[str, float]], Dataset]:
     torch.manual_seed(config.seed)
-    model = build_model(config, data)
+    dev = torch.device(device)
+    model = build_model(config, data).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -222,7 +233,7 @@ def _train(
                 # By batch: the full dSprites grid is lazy (rendered on first use).
                 x = torch.from_numpy(
                     data.batch(order[b * config.batch_size : (b + 1) * config.batch_size])
-                )
+                ).to(dev)
                 mu, logvar = model.encode(x)
                 z = VAE.sample(mu, logvar)
                 terms = loss_terms(
@@ -263,4 +274,4 @@ def _train(
                 after_epoch(epoch + 1)
             if flag["stop"]:
                 raise Interrupted(epoch + 1)
-    return model, history, data
+    return model.cpu(), history, data
