@@ -278,9 +278,13 @@ _HALF = frozenset({"float16", "bfloat16"})
 
 
 def _half_dtype(x: object) -> Any:
-    """The dtype of ``x`` if it is a float16 / bfloat16 array, else ``None``."""
+    """The dtype of ``x`` if it is a float16 / bfloat16 array, else ``None``.
+
+    Cheap on the common path: only 2-byte dtypes (``itemsize``, which NumPy,
+    torch and JAX dtypes have) are looked at by name.
+    """
     dtype = getattr(x, "dtype", None)
-    if dtype is None or isinstance(x, (int, float, complex, str)):
+    if getattr(dtype, "itemsize", None) != 2 or isinstance(x, (int, float, complex, str)):
         return None
     return dtype if str(dtype).rsplit(".", 1)[-1] in _HALF else None
 
