@@ -17,6 +17,7 @@ unexpected.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -99,8 +100,8 @@ def _add_common(parser: argparse.ArgumentParser, *, out: str, seeds: bool) -> No
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default 1: the matrices are small, and more threads "
-        "slow down badly on a busy CPU)",
+        help=f"torch CPU threads (default {DEFAULT_THREADS}: min(2, CPUs); the matrices are "
+        "small, and more threads slow down on a busy CPU)",
     )
     parser.add_argument(
         "--device",
@@ -176,12 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=f"a run folder (holding {CHECKPOINT}) or a comparison folder (holding {COMPARE_FILE})",
     )
-    p_eval.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    p_eval.add_argument(
+        "--threads", type=int, default=None, help=f"torch CPU threads (default {DEFAULT_THREADS})"
+    )
     p_eval.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 # -- commands -----------------------------------------------------------------------------
+
+
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+"""Two threads halve an epoch on a quiet 2-core machine; more gain little at this size."""
 
 
 def check_device(name: str) -> None:
@@ -301,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(typed or list(DEMO_ARGS))
         command = args.command
-        threads = args.threads if args.threads is not None else 1
+        threads = args.threads if args.threads is not None else DEFAULT_THREADS
         if threads < 1:
             msg = f"--threads must be >= 1, got {threads}"
             raise UsageError(msg)
