@@ -165,11 +165,7 @@ def kl_categorical(logits: Array, prior_logits: Array, *, axis: int, xp: Namespa
     ``axis`` is a non-negative index into the broadcast shape.
     """
     a, b = xp.broadcast_arrays(logits, prior_logits)
-
-    def work(a: Array, b: Array, *, xp: Namespace, precise: bool) -> Array:
-        return _kl_categorical_work(a, b, axis=axis, xp=xp, precise=precise)
-
-    return in_discrete_precision(work, a, b, xp=xp)
+    return in_discrete_precision(_kl_categorical_work, a, b, xp=xp, axis=axis)
 
 
 def _finite(x: Array, *, xp: Namespace) -> Array:
@@ -260,7 +256,7 @@ def _kl_categorical_work(a: Array, b: Array, *, axis: int, xp: Namespace, precis
         term = p * f
     # p_k < q_k e^-Q_FORM: the term is q_k e^-ell_k ... written with q_k (and the
     # factor e^(c - c_far), 1 up to rounding, that keeps the sum stationary in c).
-    q_form = q * xp.exp(xp.clip(c_shift - far, max=1.0)) - p * (1.0 - ell)
+    q_form = q * xp.exp(xp.clip(c_shift - far, max=1.0)) - xp.where(p == 0, 0.0, p * (1.0 - ell))
     term = xp.where(-ell > Q_FORM, q_form, term)
     # A category impossible under both distributions contributes nothing.
     term = xp.where((a == -math.inf) & (b == -math.inf), 0.0, term)

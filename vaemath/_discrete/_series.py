@@ -1,29 +1,31 @@
 r"""The one home of the series, switches and constants shared by the discrete KLs.
 
-Both KLs are sums of terms :math:`p\,\varphi(z)` with
+Both KLs are sums of non-negative terms :math:`w\,\varphi(z)` with
 
 .. math::
 
-    \varphi(z) = e^{z} - 1 - z = \tfrac{z^2}{2} H(z), \qquad
-    H(z) = \sum_{j \ge 0} \frac{2 z^j}{(j+2)!} = 1 + z H_1(z),
+    \varphi(z) = e^{z} - 1 - z = \frac{z^2}{2}\bigl(1 + z H_1(z)\bigr), \qquad
+    H_1(z) = \sum_{j \ge 0} \frac{2 z^j}{(j+3)!},
 
-a non-negative function that vanishes to second order at 0, where
-``expm1(z) - z`` cancels. :func:`phi` evaluates it for an argument given as
-``hi + lo`` (:mod:`._eft`): the Taylor polynomial of :math:`H` on
-``[PHI_POLY_LO, PHI_POLY_HI]``, ``expm1(z) - z`` above (cancellation at most
-a factor 1.5 there), ``e^z + (-1 - z)`` below (two positive terms), each
-difference formed exactly by TwoSum, and the low part of the argument
+which vanishes to second order at 0, where ``expm1(z) - z`` cancels.
+:func:`phi` evaluates it for an argument given as ``hi + lo`` (:mod:`._eft`):
+
+* on ``[PHI_POLY_LO, PHI_POLY_HI]`` the polynomial, with the square
+  :math:`z^2` exact, so that only the relative correction :math:`z H_1(z)`
+  is rounded;
+* above, ``expm1(z) - z`` (it cancels by at most a factor 1.5 there);
+* below, ``e^z + (-1 - z)``, two non-negative terms;
+
+each difference formed exactly by TwoSum, and the low part of the argument
 entering as :math:`\varphi'(z)\,\mathrm{lo} = \mathrm{expm1}(z)\,\mathrm{lo}`.
+Without ``precise`` (a float32 result evaluated in float64), three Taylor
+terms below ``PLAIN_SWITCH`` and ``expm1(z) - z`` above suffice.
 
-:func:`h1` is the polynomial :math:`H_1(z) = (H(z) - 1)/z` (for ``|z| <=
-H1_RADIUS``), used where the leading factor :math:`z^2/2` is formed exactly
-and only the relative correction :math:`z H_1(z)` is needed; :func:`g_ratio`
-is :math:`G(x) = (x - \log(1 + x))/x^2` for ``0 <= x <= G_MAX``.
-
-The truncation orders are chosen so that the omitted terms stay below a
-quarter of an ulp of the working dtype (float64, or float32 for narrower
-dtypes) over each range. :class:`Constants` collects, per working dtype, the
-overflow and underflow switches and the split factor.
+The truncation order of :math:`H_1` keeps the omitted terms below a quarter
+of an ulp of the working dtype (float64, or float32 for narrower dtypes) on
+``[PHI_POLY_LO, PHI_POLY_HI]``. :class:`Constants` collects, per working
+dtype, the overflow and underflow switches, the split factor and the scale
+used for tiny probabilities.
 """
 
 from __future__ import annotations
@@ -35,14 +37,11 @@ from .._lib._helpers import Array, Namespace
 from ._eft import fast_two_sum, split_factor, two_prod, two_sum
 
 __all__ = [
-    "G_MAX",
-    "H1_RADIUS",
     "PHI_POLY_HI",
     "PHI_POLY_LO",
     "PLAIN_SWITCH",
     "Constants",
     "constants",
-    "g_ratio",
     "h1",
     "horner",
     "phi",
@@ -52,22 +51,13 @@ PHI_POLY_LO = -1.0
 """Below this ``phi`` is ``e^z + (-1 - z)``."""
 PHI_POLY_HI = 2.0
 """Above this ``phi`` is ``expm1(z) - z``; in between, the Taylor polynomial."""
-H1_RADIUS = 2.0
-"""``h1`` is valid (truncation below a quarter ulp) for ``|z| <= H1_RADIUS``."""
 PLAIN_SWITCH = 1e-3
 """Without ``precise``, ``phi`` is a three-term series below this ``|z|``."""
-G_MAX = 0.05
-"""``g_ratio`` is valid for ``0 <= x <= G_MAX``."""
 
 
 def _taylor_h(first: int, count: int) -> tuple[float, ...]:
     """``2 / (j + 2)!`` for ``j = first, ..., first + count - 1`` (lowest order first)."""
     return tuple(2.0 / math.factorial(j + 2) for j in range(first, first + count))
-
-
-def _taylor_g(count: int) -> tuple[float, ...]:
-    """``(-1)**k / (k + 2)``: ``G(x) = (x - log1p(x)) / x**2`` to ``count`` terms."""
-    return tuple((-1.0) ** k / (k + 2) for k in range(count))
 
 
 @dataclass(frozen=True)
@@ -76,18 +66,16 @@ class Constants:
 
     factor: float
     """Veltkamp's splitter for :func:`._eft.two_prod`."""
-    h_coef: tuple[float, ...]
-    """Taylor coefficients of ``H`` on ``[PHI_POLY_LO, PHI_POLY_HI]``."""
     h1_coef: tuple[float, ...]
-    """Taylor coefficients of ``H_1`` on ``|z| <= H1_RADIUS``."""
-    g_coef: tuple[float, ...]
-    """Taylor coefficients of ``G`` on ``[0, G_MAX]``."""
+    """Taylor coefficients of ``H_1`` on ``[PHI_POLY_LO, PHI_POLY_HI]``."""
     exp_max: float
     """``log(finfo.max) - 1``: ``exp`` of anything below is finite with room to spare."""
     direct_max: float
     """Largest exponent of the Bernoulli direct form (keeps ``two_prod`` from overflowing)."""
     tiny_logit: float
-    """``log(finfo.smallest_normal)``: below it ``sigmoid(a) = e^a`` is subnormal."""
+    """``log(smallest_normal * 2**mantissa)``: below it ``sigmoid(a) = e^a`` is within a
+    factor ``2**mantissa`` of the subnormals, where the low halves of Veltkamp's
+    split would be subnormal (and flushed to zero by XLA)."""
     shift: float
     """``K``: tiny probabilities are computed as ``e^(a + K)`` and scaled by ``e^-K``."""
     shift_hi: float
@@ -97,24 +85,20 @@ class Constants:
 
 _WIDE = Constants(
     factor=split_factor(True),
-    h_coef=_taylor_h(0, 23),  # 2 * 2**23 / 25! < 1e-18
-    h1_coef=_taylor_h(1, 23),
-    g_coef=_taylor_g(13),  # 0.05**13 / 15 < 1e-18
+    h1_coef=_taylor_h(1, 22),  # omitted: 2 * 2**22 / 25! < 6e-19 relative
     exp_max=math.log(1.7976931348623157e308) - 1.0,
     direct_max=600.0,
-    tiny_logit=math.log(2.2250738585072014e-308),
+    tiny_logit=math.log(2.2250738585072014e-308) + 53 * math.log(2.0),
     shift=600.0,
     shift_hi=2.6503965530043108e-261,
     shift_lo=6.377342817491395e-278,
 )
 _NARROW = Constants(
     factor=split_factor(False),
-    h_coef=_taylor_h(0, 14),  # 2 * 2**14 / 16! < 2e-9
-    h1_coef=_taylor_h(1, 13),
-    g_coef=_taylor_g(6),  # 0.05**6 / 8 < 2e-9
+    h1_coef=_taylor_h(1, 13),  # omitted: 2 * 2**13 / 16! < 8e-10 relative
     exp_max=math.log(3.4028234663852886e38) - 1.0,
-    direct_max=60.0,
-    tiny_logit=math.log(1.1754943508222875e-38),
+    direct_max=40.0,
+    tiny_logit=math.log(1.1754943508222875e-38) + 24 * math.log(2.0),
     shift=64.0,
     shift_hi=1.6038109389511792e-28,
     shift_lo=-4.840254038107756e-36,
@@ -135,13 +119,8 @@ def horner(coef: tuple[float, ...], z: Array) -> Array:
 
 
 def h1(z: Array, c: Constants) -> Array:
-    """``H_1(z) = (H(z) - 1) / z`` for ``|z| <= H1_RADIUS``."""
+    """``H_1(z) = 2 (e^z - 1 - z - z**2/2) / z**3`` on ``[PHI_POLY_LO, PHI_POLY_HI]``."""
     return horner(c.h1_coef, z)
-
-
-def g_ratio(x: Array, c: Constants) -> Array:
-    """``G(x) = (x - log1p(x)) / x**2`` for ``0 <= x <= G_MAX``."""
-    return horner(c.g_coef, x)
 
 
 def phi(
