@@ -135,6 +135,11 @@ def _floor(xp, dtype) -> float:
     return 0.0
 
 
+def _near_steps(dtype: type) -> tuple[float, float]:
+    """log10 range of relative logit steps near the prior (a few ulps up, per dtype)."""
+    return (-12.0, -7.0) if dtype is np.float64 else (-7.0, -3.0)
+
+
 def _signed(rng: np.random.Generator, lo: float, hi: float, shape) -> np.ndarray:
     """Random sign times a log-uniform magnitude in [10**lo, 10**hi]."""
     return rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(lo, hi, shape)
@@ -153,7 +158,7 @@ def _bernoulli_grid(region: str, dtype_name: str) -> tuple[np.ndarray, np.ndarra
     n = 300
     if region == "near prior":
         b = rng.uniform(-12, 12, n)
-        a = b + _signed(rng, -12, -7, n) * np.maximum(1.0, np.abs(b))
+        a = b + _signed(rng, *_near_steps(dtype), n) * np.maximum(1.0, np.abs(b))
     elif region == "ordinary":
         a, b = rng.uniform(-6, 6, n), rng.uniform(-6, 6, n)
     elif region == "moderate":
@@ -409,7 +414,7 @@ def _categorical_grid(
     rng = np.random.default_rng(zlib.crc32(f"categorical-{region}-{dtype_name}-{k}".encode()))
     if region == "near prior":
         b = rng.normal(0, 3, (n, k))
-        a = b + _signed(rng, -12, -7, (n, k)) * np.maximum(1.0, np.abs(b))
+        a = b + _signed(rng, *_near_steps(dtype), (n, k)) * np.maximum(1.0, np.abs(b))
     elif region == "offset logits":  # a = b + 100 + tiny: constant shift, small KL
         b = rng.normal(0, 1, (n, k))
         a = b + 100.0 + _signed(rng, -9, 0, (n, 1)) * rng.normal(0, 1, (n, k))
