@@ -210,6 +210,24 @@ class TestBernoulliKL:
             err = ulp_error(out.numpy(), exact, np.float32)
             assert err.max() <= ULP_LIMIT, f"{region}: {err.max():.2f} ulps"
 
+    def test_half_precision_and_meta_device(self):
+        torch = pytest.importorskip("torch")
+        a, b, _ = _bernoulli_grid("ordinary", "float32")
+        for dtype in (torch.float16, torch.bfloat16):
+            out = bernoulli_kl(torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype))
+            assert out.dtype == dtype
+            wide = bernoulli_kl(
+                torch.from_numpy(a).to(dtype).double(), torch.from_numpy(b).to(dtype).double()
+            )
+            assert torch.equal(out, wide.to(dtype))  # rounded once from float64
+        # No step moves data to the host or creates an array on another device.
+        for dtype in (torch.float32, torch.float64):
+            meta = torch.zeros(4, 3, dtype=dtype, device="meta")
+            out = bernoulli_kl(meta, 0.5)
+            assert out.device.type == "meta"
+            assert out.dtype == dtype
+            assert categorical_kl(meta, meta, axis=0).device.type == "meta"
+
     def test_textbook_forms_fail_where_we_do_not(self):
         # Guards the accuracy grid: the naive formulas must lose digits there.
         a, b, exact = _bernoulli_grid("near prior", "float64")

@@ -68,7 +68,7 @@ __all__ = ["bernoulli_kl", "kl_bernoulli", "softplus"]
 
 def softplus(x: Array, *, xp: Namespace) -> Array:
     """``log(1 + e^x)`` without overflow: ``max(x, 0) + log1p(e^-|x|)``."""
-    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+    return xp.clip(x, min=0.0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
 @numpy_quiet
@@ -161,7 +161,7 @@ def _kl_bernoulli_work(a: Array, b: Array, *, xp: Namespace, precise: bool) -> A
         # exact) and the ordinary branches see p = 0.
         tiny = a < c.tiny_logit
         t = xp.exp(xp.where(tiny, a + c.shift, a))
-        t_ord = xp.where(tiny, 0.0, t)
+        t_ord = xp.where(tiny, xp.zeros_like(t), t)
         s, s_lo = fast_two_sum(1.0, t_ord)
         p, p_lo = dw_div(t_ord, s, s_lo, factor=f)
         pc, pc_lo = dw_div(1.0, s, s_lo, factor=f)
@@ -198,11 +198,11 @@ def _kl_bernoulli_work(a: Array, b: Array, *, xp: Namespace, precise: bool) -> A
     if precise:
         softplus_a = xp.where(tiny, t * c.shift_hi, xp.log1p(t_ord))
         p_theta_big = xp.where(tiny, (t * c.shift_hi) * theta, p_theta)
-        p_theta_big_lo = xp.where(tiny, 0.0, p_theta_lo)
+        p_theta_big_lo = xp.where(tiny, xp.zeros_like(p_theta_lo), p_theta_lo)
     else:
         softplus_a = xp.log1p(t)
         p_theta_big, p_theta_big_lo = p_theta, 0.0
-    linear = (xp.maximum(b, 0.0) - p_theta_big) - p_theta_big_lo
+    linear = (xp.clip(b, min=0.0) - p_theta_big) - p_theta_big_lo
     large = linear + (xp.log1p(xp.exp(-xp.abs(b))) - softplus_a)
     out = xp.where(overflow, large, inner)
     if precise:
@@ -213,5 +213,5 @@ def _kl_bernoulli_work(a: Array, b: Array, *, xp: Namespace, precise: bool) -> A
         out = xp.where(tiny, xp.where(theta > c.direct_max, large, tiny_kl), out)
     # Degenerate distributions: p = 0 gives -log(1 - q) = softplus(b); a finite
     # posterior against a degenerate prior is infinitely far.
-    out = xp.where(xp.isinf(b) & xp.isfinite(a), math.inf, out)
+    out = xp.where(xp.isinf(b) & xp.isfinite(a), xp.full_like(out, math.inf), out)
     return xp.where(a == -math.inf, softplus(b, xp=xp), out)

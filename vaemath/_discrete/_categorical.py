@@ -171,7 +171,7 @@ def kl_categorical(logits: Array, prior_logits: Array, *, axis: int, xp: Namespa
 
 def _finite(x: Array, *, xp: Namespace) -> Array:
     """Low parts of sums with an infinite operand are NaN: they are 0 there."""
-    return xp.where(xp.isfinite(x), x, 0.0)
+    return xp.where(xp.isfinite(x), x, xp.zeros_like(x))
 
 
 def _kl_categorical_work(a: Array, b: Array, *, axis: int, xp: Namespace, precise: bool) -> Array:
@@ -188,7 +188,7 @@ def _kl_categorical_work(a: Array, b: Array, *, axis: int, xp: Namespace, precis
     star = k == xp.argmax(a, axis=axis, keepdims=True)
 
     def at_star(x: Array) -> Array:
-        return total(xp.where(star, x, 0.0))
+        return total(xp.where(star, x, xp.zeros_like(x)))
 
     a_max = xp.max(a, axis=axis, keepdims=True)
     b_max = xp.max(b, axis=axis, keepdims=True)
@@ -257,10 +257,11 @@ def _kl_categorical_work(a: Array, b: Array, *, axis: int, xp: Namespace, precis
         term = p * f
     # p_k < q_k e^-Q_FORM: the term is q_k e^-ell_k ... written with q_k (and the
     # factor e^(c - c_far), 1 up to rounding, that keeps the sum stationary in c).
-    q_form = q * xp.exp(xp.clip(c_shift - far, max=1.0)) - xp.where(p == 0, 0.0, p * (1.0 - ell))
+    p_linear = xp.where(p == 0, xp.zeros_like(p), p * (1.0 - ell))
+    q_form = q * xp.exp(xp.clip(c_shift - far, max=1.0)) - p_linear
     term = xp.where(-ell > Q_FORM, q_form, term)
     # A category impossible under both distributions contributes nothing.
-    term = xp.where((a == -math.inf) & (b == -math.inf), 0.0, term)
+    term = xp.where((a == -math.inf) & (b == -math.inf), xp.zeros_like(term), term)
     if precise:
         kl_hi, kl_lo = dw_sum(term, 0.0, axis=axis, xp=xp)
         kl = xp.squeeze(kl_hi + kl_lo, axis=axis)
@@ -268,4 +269,4 @@ def _kl_categorical_work(a: Array, b: Array, *, axis: int, xp: Namespace, precis
         kl = xp.sum(term, axis=axis)
     # Positive posterior mass where the prior has none.
     impossible = xp.any((b == -math.inf) & (a > -math.inf), axis=axis)
-    return xp.where(impossible, math.inf, kl)
+    return xp.where(impossible, xp.full_like(kl, math.inf), kl)
