@@ -35,12 +35,14 @@ symmetry :math:`(a, b) \to (-a, -b)`, which makes :math:`p \le 1/2`:
 Two regions need other forms:
 
 * exponents beyond ``direct_max`` (*large* :math:`|\theta|`): the Bregman form,
-  which no longer cancels there: :math:`\operatorname{softplus}(b) -
-  \operatorname{softplus}(a) - p\theta`, or :math:`(b - p\theta) +
-  \operatorname{softplus}(-b) - \operatorname{softplus}(a)` for :math:`b > 0`;
-* :math:`a` below ``log(smallest_normal)`` (*tiny* :math:`p`): :math:`p = e^a`
-  is subnormal, and :math:`\mathrm{KL} = e^a \varphi(\theta)` to working
-  precision; it is computed as :math:`e^{-K}\,(e^{a + K} \varphi(\theta))`.
+  which no longer cancels there, written as :math:`(\max(b, 0) - p\theta) +
+  (\operatorname{softplus}(-|b|) - \operatorname{softplus}(a))` so that an exact
+  :math:`b > 0` is not first rounded into :math:`\operatorname{softplus}(b)`;
+* :math:`a` below ``tiny_logit`` (*tiny* :math:`p`, within a factor
+  :math:`2^{\text{mantissa}}` of the subnormals, where the low halves of the
+  double-word products would be subnormal): there :math:`\mathrm{KL} = e^a
+  \varphi(\theta)` to working precision, computed as :math:`e^{-K}\,(e^{a + K}
+  \varphi(\theta))`.
 
 For a float32 result computed in float64 (:mod:`._working`) the double-word
 corrections are skipped (``precise=False``): their effect is below float32's

@@ -30,10 +30,11 @@ shifts every :math:`\ell_k` alike, and the sum is stationary in that shift
 (:math:`\partial_c \sum_k p_k \varphi(c - \delta_k) = \sum_k q_k - \sum_k p_k
 = 0`): it costs only :math:`\epsilon^2/2`.
 
-A term whose :math:`p_k` is more than :math:`e^{600}` below :math:`q_k` would
-overflow :math:`\varphi`; it equals :math:`q_k e^{c - c_{far}}` to working
-precision. For a float32 result computed in float64 (:mod:`._working`) the
-double-word corrections are skipped.
+A term whose :math:`p_k` is more than :math:`e^{30}` below :math:`q_k` is
+written with :math:`q_k` (its :math:`p_k` may be subnormal), and the
+normalisers :math:`S_a`, :math:`S_b` and the final sum are error-free pairwise
+sums (:func:`._eft.dw_sum`). For a float32 result computed in float64
+(:mod:`._working`) the double-word corrections are skipped.
 """
 
 from __future__ import annotations
@@ -205,7 +206,6 @@ def _kl_categorical_work(a: Array, b: Array, *, axis: int, xp: Namespace, precis
     ea, eb = xp.exp(da), xp.exp(db)
     if precise:
         ea, eb = ea + ea * da_lo, eb + eb * db_lo
-    if precise:
         sa, sa_lo = dw_sum(ea, 0.0, axis=axis, xp=xp)
         sb, sb_lo = dw_sum(eb, 0.0, axis=axis, xp=xp)
         sa, sb = sa + sa_lo, sb + sb_lo
@@ -255,8 +255,9 @@ def _kl_categorical_work(a: Array, b: Array, *, axis: int, xp: Namespace, precis
         term = xp.where(tiny, scaled * c.shift_hi + scaled * c.shift_lo, term)
     else:
         term = p * f
-    # p_k < q_k e^-Q_FORM: the term is q_k e^-ell_k ... written with q_k (and the
-    # factor e^(c - c_far), 1 up to rounding, that keeps the sum stationary in c).
+    # p_k < q_k e^-Q_FORM (p_k may be subnormal): the term p_k e^-l_k - p_k (1 - l_k)
+    # with p_k e^-l_k = q_k e^(c - c_far), the factor 1 up to rounding but keeping
+    # the sum stationary in c.
     p_linear = xp.where(p == 0, xp.zeros_like(p), p * (1.0 - ell))
     q_form = q * xp.exp(xp.clip(c_shift - far, max=1.0)) - p_linear
     term = xp.where(-ell > Q_FORM, q_form, term)
