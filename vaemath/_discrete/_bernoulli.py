@@ -110,6 +110,10 @@ def bernoulli_kl(logits: Array, prior_logits: Array | float = 0.0) -> Array:
     ValueError
         If the shapes do not broadcast.
 
+    See Also
+    --------
+    categorical_kl : The same divergence for :math:`K` categories.
+
     Notes
     -----
     The textbook form, and "sigmoid, then log", lose every digit when

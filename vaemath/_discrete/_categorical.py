@@ -120,6 +120,10 @@ def categorical_kl(
         If the shapes do not broadcast, ``axis`` is out of range, or there is
         no category along it.
 
+    See Also
+    --------
+    bernoulli_kl : The elementwise two-category case, from one logit each.
+
     Notes
     -----
     Written as :math:`\sum_k p_k (\log p_k - \log q_k)` with log-softmax, the
