@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# public: vaemath.bernoulli_kl, vaemath.categorical_kl
-from vaemath._discrete import bernoulli_kl, categorical_kl
+from vaemath import bernoulli_kl, categorical_kl
 
 torch = pytest.importorskip("torch")
 

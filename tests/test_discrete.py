@@ -34,8 +34,7 @@ import scipy.stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# public: vaemath.bernoulli_kl, vaemath.categorical_kl
-from vaemath._discrete import bernoulli_kl, categorical_kl
+from vaemath import bernoulli_kl, categorical_kl
 from vaemath._lib._testing import assert_close, to_numpy
 
 SETTINGS = settings(

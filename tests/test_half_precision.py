@@ -59,6 +59,8 @@ CALLS = {
         vaemath.mutual_information_gap(mu, lv, f[0]).mutual_information
     ),
     "active_units": lambda z, mu, lv, f: vaemath.active_units(mu),
+    "bernoulli_kl": lambda z, mu, lv, f: vaemath.bernoulli_kl(mu, lv),
+    "categorical_kl": lambda z, mu, lv, f: vaemath.categorical_kl(mu, lv),
 }
 
 

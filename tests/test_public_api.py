@@ -41,7 +41,13 @@ def test_contract_signatures():
     assert sig.parameters["prior_mu"].default is None
 
 
-_SUBPACKAGES = ("vaemath._gaussian", "vaemath._estimators", "vaemath._metrics", "vaemath._mmd")
+_SUBPACKAGES = (
+    "vaemath._gaussian",
+    "vaemath._discrete",
+    "vaemath._estimators",
+    "vaemath._metrics",
+    "vaemath._mmd",
+)
 
 
 def _modules(package_name):

@@ -9,6 +9,7 @@ on NumPy, PyTorch, JAX and any other conforming library.
 
 from __future__ import annotations
 
+from ._discrete import bernoulli_kl, categorical_kl
 from ._estimators import (
     ElboDecomposition,
     dataset_decomposition,
@@ -35,6 +36,8 @@ __all__ = [
     "ElboDecomposition",
     "MutualInformationGap",
     "active_units",
+    "bernoulli_kl",
+    "categorical_kl",
     "dataset_decomposition",
     "dimensionwise_kl",
     "elbo_decomposition",

@@ -69,6 +69,8 @@ TOPICS = {
     "mmd": "MMD",
     "metrics": "Mutual Information Gap",
     "mixture": "Gaussian-mixture log-density",
+    "discrete": "Bernoulli and categorical KL",
+    "mmd_uniform": "MMD to a uniform box",
 }
 UNDERLINE = "-"
 SUBLINE = "~"

@@ -138,7 +138,7 @@ def bernoulli_kl(logits: Array, prior_logits: Array | float = 0.0) -> Array:
     Examples
     --------
     >>> import numpy as np
-    >>> from vaemath._discrete import bernoulli_kl  # public: vaemath.bernoulli_kl
+    >>> from vaemath import bernoulli_kl
     >>> float(bernoulli_kl(np.array(0.0), 0.0))
     0.0
     >>> bernoulli_kl(np.array([2.0, -1e4, 1e-8]), np.array([-1.0, 1e4, 0.0]))

@@ -148,7 +148,7 @@ def categorical_kl(
     Examples
     --------
     >>> import numpy as np
-    >>> from vaemath._discrete import categorical_kl  # public: vaemath.categorical_kl
+    >>> from vaemath import categorical_kl
     >>> a = np.log(np.array([[0.5, 0.25, 0.25], [1/3, 1/3, 1/3]]))
     >>> categorical_kl(a)
     array([0.05889152, 0.        ])
