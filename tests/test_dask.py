@@ -245,10 +245,11 @@ class TestDaskDocs:
             tile_engine_size=300,
             timed=((3_000, 300),),
             repeats=1,
-            workers=(1,),
+            clusters=((1, True), (1, False)),
         )
         text = out.read_text(encoding="utf-8")
         assert text.count(".. list-table::") == 2
         assert ".. timing table" in text
         assert "2 x 2 of 2,048 rows" in text
         assert "dask.distributed, 1 worker x 1 thread" in text
+        assert "1 worker x 1 thread, ``MALLOC_TRIM_THRESHOLD_`` unset" in text

@@ -8,18 +8,22 @@
 * Wall times of ``dataset_decomposition`` (float64, D = 10, one sample per
   query, default chunks) in one NumPy process, on dask's threaded scheduler,
   and on a ``distributed.LocalCluster`` of 1 and 2 single-threaded worker
-  processes on this machine (inputs persisted on the workers first), median of
-  ``REPEATS``; with the largest relative difference of the three terms from the
-  NumPy values (same seed, same samples).
+  processes on this machine, in distributed's default worker environment and
+  without its ``MALLOC_TRIM_THRESHOLD_`` (inputs persisted on the workers
+  first), ``REPEATS`` interleaved runs of each; with the largest relative
+  difference of the three terms from the NumPy values (same seed, same
+  samples). The load average of the machine is recorded with them: on a shared
+  machine, rerun when it is idle.
 
 Writes ``docs/_generated/dask_scaling.rst``. Run from the repository root
-(about 4 minutes on two cores)::
+(about 5 minutes on two idle cores)::
 
     python docs/scripts/dask_scaling.py
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -27,6 +31,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -54,8 +59,12 @@ OUT = ROOT / "docs" / "_generated"
 DIM = 10
 GRAPH_SIZES = (6_000, 100_000)
 GRAPH_CHUNKS = ("auto", 2_048, 10_000)
-# (N, num_queries): a subset of queries at N = 100,000, and every point at N = 20,000.
-TIMED = ((100_000, 5_000), (20_000, None))
+# (N, num_queries): a subset of queries at N = 100,000 (1 x 13 blocks of 8,192 rows),
+# and every point at N = 16,384 (2 x 2 blocks).
+TIMED = ((100_000, 1_000), (16_384, None))
+# (workers, distributed's default worker environment with its malloc trim)
+CLUSTERS = ((1, True), (2, True), (1, False), (2, False))
+MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 REPEATS = 3
 TERMS = ("mutual_information", "total_correlation", "dimensionwise_kl")
 GRAPH_HEADER = [
@@ -70,8 +79,9 @@ GRAPH_HEADER = [
 TIME_HEADER = [
     "N, queries",
     "run on",
-    "time",
-    "speed-up over NumPy",
+    "median",
+    "fastest",
+    "speed-up over NumPy (medians)",
     "largest relative difference of the terms from NumPy",
 ]
 
@@ -146,15 +156,6 @@ def graph_rows(
     return rows
 
 
-def _median_time(run, repeats: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def _rel_diff(got, expected) -> float:
     return max(
         abs(float(getattr(got, t)) - float(getattr(expected, t))) / abs(float(getattr(expected, t)))
@@ -171,48 +172,98 @@ def _dask_run(mu: da.Array, logvar: da.Array, queries: int | None, scheduler):
     return dask.compute(terms, scheduler=scheduler)[0]
 
 
-def timing_rows(
-    n: int, queries: int | None, repeats: int, workers: tuple[int, ...]
-) -> list[list[str]]:
-    """NumPy, the threaded scheduler and local clusters on one problem."""
-    mu, logvar = encodings(n)
-    mu_np, logvar_np = dask.compute(mu, logvar, scheduler="sync")
-    label = f"{n:,}, " + ("every point" if queries is None else f"{queries:,} queries")
-    numpy_time, expected = _median_time(
-        functools.partial(_numpy_run, mu_np, logvar_np, queries), repeats
-    )
-    rows = [[label, "NumPy, one process", f"{numpy_time:.2f} s", "1", "0 (reference)"]]
+@contextlib.contextmanager
+def worker_environ(malloc_trim: bool) -> Iterator[None]:
+    """Start worker processes inside this with or without distributed's malloc trim.
 
-    def row(run_on: str, seconds: float, got) -> list[str]:
-        return [
-            label,
-            run_on,
-            f"{seconds:.2f} s",
-            f"{numpy_time / seconds:.2f}",
-            f"{_rel_diff(got, expected):.1e}",
-        ]
+    ``MALLOC_TRIM_THRESHOLD_=65536`` (distributed's default
+    ``distributed.nanny.pre-spawn-environ``, to hand memory back to the system)
+    also switches off glibc's dynamic mmap threshold: every temporary above
+    128 KiB, such as a tile of the engine, is then mapped and page-faulted
+    afresh. ``None`` in the configuration leaves the variable out; the nanny has
+    also written it into this process's environment when it started an earlier
+    cluster, and children inherit that, so it is taken out there too meanwhile.
+    """
+    if malloc_trim:
+        yield
+        return
+    saved = os.environ.pop(MALLOC_TRIM, None)
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None}):
+            yield
+    finally:
+        if saved is not None:
+            os.environ[MALLOC_TRIM] = saved
 
-    local = (da.from_array(mu_np, chunks=mu.chunks), da.from_array(logvar_np, chunks=mu.chunks))
-    seconds, got = _median_time(functools.partial(_dask_run, *local, queries, "threads"), repeats)
-    rows.append(row(f"dask threads scheduler ({os.cpu_count()} threads)", seconds, got))
-    for count in workers:
-        with (
+
+def _cluster(stack: contextlib.ExitStack, workers: int, malloc_trim: bool) -> distributed.Client:
+    with worker_environ(malloc_trim):
+        cluster = stack.enter_context(
             distributed.LocalCluster(
-                n_workers=count,
+                n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",  # loopback, any free port (None binds 8787)
-            ) as cluster,
-            distributed.Client(cluster) as client,
-        ):
+            )
+        )
+    return stack.enter_context(distributed.Client(cluster))
+
+
+def cluster_label(workers: int, malloc_trim: bool) -> str:
+    plural = "s" if workers > 1 else ""
+    label = f"dask.distributed, {workers} worker{plural} x 1 thread"
+    return label if malloc_trim else f"{label}, ``MALLOC_TRIM_THRESHOLD_`` unset"
+
+
+def timing_rows(
+    n: int, queries: int | None, repeats: int, clusters: tuple[tuple[int, bool], ...]
+) -> list[list[str]]:
+    """NumPy, the threaded scheduler and local clusters on one problem.
+
+    The runs are interleaved (one of each per repeat, every cluster started
+    beforehand), so that a change in the machine's load falls on all alike.
+    """
+    mu, logvar = encodings(n)
+    mu_np, logvar_np = dask.compute(mu, logvar, scheduler="sync")
+    local = (da.from_array(mu_np, chunks=mu.chunks), da.from_array(logvar_np, chunks=mu.chunks))
+    with contextlib.ExitStack() as stack:
+        runs = {
+            "NumPy, one process": functools.partial(_numpy_run, mu_np, logvar_np, queries),
+            f"dask threads scheduler ({os.cpu_count()} threads)": functools.partial(
+                _dask_run, *local, queries, "threads"
+            ),
+        }
+        for count, malloc_trim in clusters:
+            client = _cluster(stack, count, malloc_trim)
             persisted = client.persist([mu, logvar])  # generated on the workers
             distributed.wait(persisted)
             _dask_run(*encodings(1_000), None, client)  # warm-up: workers import vaemath
-            run = functools.partial(_dask_run, *persisted, queries, client)
-            seconds, got = _median_time(run, repeats)
-        plural = "s" if count > 1 else ""
-        rows.append(row(f"dask.distributed, {count} worker{plural} x 1 thread", seconds, got))
+            name = cluster_label(count, malloc_trim)
+            runs[name] = functools.partial(_dask_run, *persisted, queries, client)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        results = {}
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                results[name] = run()
+                times[name].append(time.perf_counter() - start)
+    label = f"{n:,}, " + ("every point" if queries is None else f"{queries:,} queries")
+    expected = results["NumPy, one process"]
+    reference = statistics.median(times["NumPy, one process"])
+    rows = []
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        rows.append(
+            [
+                label,
+                name,
+                f"{median:.2f} s",
+                f"{min(seconds):.2f} s",
+                f"{reference / median:.2f}",
+                f"{_rel_diff(results[name], expected):.1e}",
+            ]
+        )
     return rows
 
 
@@ -232,13 +283,13 @@ def main(
     tile_engine_size: int | None = GRAPH_SIZES[0],
     timed: tuple[tuple[int, int | None], ...] = TIMED,
     repeats: int = REPEATS,
-    workers: tuple[int, ...] = (1, 2),
+    clusters: tuple[tuple[int, bool], ...] = CLUSTERS,
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     load_before = os.getloadavg()[0]
     graphs = graph_rows(graph_sizes, graph_chunks, tile_engine_size)
-    times = [row for n, q in timed for row in timing_rows(n, q, repeats, workers)]
+    times = [row for n, q in timed for row in timing_rows(n, q, repeats, clusters)]
     load_after = os.getloadavg()[0]
     elapsed = time.perf_counter() - start
     graph_title = (
@@ -247,7 +298,7 @@ def main(
     )
     time_title = (
         f"Wall time of ``dataset_decomposition`` (float64, D = {DIM}, one sample per "
-        f"query, default chunks; median of {repeats})"
+        f"query, default chunks; {repeats} interleaved runs of each)"
     )
     lines = [
         ".. Generated by docs/scripts/dask_scaling.py; do not edit.",

@@ -139,7 +139,7 @@ def dataset_decomposition(
         The terms (0-d, dtype and device of ``mu``), averaged over the
         ``S N`` (or ``S num_queries``) samples; ``prior_dependence`` is 0.
         Not differentiable (torch inputs are detached). Dask arrays in: 0-d
-        dask arrays of one lazy graph of blocks (:doc:`dask`); compute the
+        dask arrays of one lazy graph of blocks (:doc:`/dask`); compute the
         four together, ``dask.compute(terms)``.
 
     Raises
