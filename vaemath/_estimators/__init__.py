@@ -9,7 +9,8 @@ Layout (each piece in one file, imported by the others):
 * ``_decomposition.py`` -- :class:`ElboDecomposition`, input checks, engine dispatch;
 * ``_mixture.py`` -- :func:`gaussian_mixture_log_density` and the mixture-prior densities;
 * ``_minibatch.py`` -- the public minibatch estimators;
-* ``_dataset.py`` -- :func:`dataset_decomposition`, exact over a whole encoded dataset.
+* ``_dataset.py`` -- :func:`dataset_decomposition`, exact over a whole encoded dataset;
+* ``_dask.py`` -- its chunk-aware dask graph (query block x component block tasks).
 """
 
 from __future__ import annotations
