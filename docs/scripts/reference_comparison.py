@@ -57,6 +57,7 @@ def _commit() -> str:
 def main() -> int:
     GENERATED.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         proc = subprocess.run(COMMAND, cwd=tmp, env=env, check=False)
@@ -83,7 +84,8 @@ def main() -> int:
         "",
         f"Produced by ``python -m vaemath.reference`` (the default demo) at commit "
         f"``{_commit()}`` on {machine}, in a fresh working directory; wall time "
-        f"{wall:.0f} s (training, evaluation and figures, all seeds and objectives).",
+        f"{wall:.0f} s (training, evaluation and figures, all seeds and objectives); "
+        f"1-minute load average {load_before:.1f} when it started.",
         "",
     ]
     (GENERATED / "reference_comparison_provenance.rst").write_text(
