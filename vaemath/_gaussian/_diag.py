@@ -276,8 +276,21 @@ def log_density(z: Array, mu: Array, logvar: Array, *, xp: Namespace) -> Array:
 
 
 def _log_density_work(z: Array, mu: Array, logvar: Array, *, xp: Namespace) -> Array:
-    # (z - mu) e^(-v/2), scaled before squaring (no 0 * inf, no underflow
-    # of (z - mu)^2) and halved before subtracting (z - mu may overflow
-    # where the scaled value does not); both halvings are exact.
-    scaled = _scale(0.5 * z - 0.5 * mu, 2.0 * xp.exp(-0.5 * logvar), xp=xp)
+    # (z - mu) e^(-v/2), scaled before squaring (no 0 * inf, no underflow of
+    # (z - mu)^2). The difference is taken whole where it is finite (halving a
+    # subnormal difference would round it to 0) and from the halves where it
+    # overflows but the scaled value need not. Where e^(-v/2) itself overflows
+    # (v below -2 log(max)) the factor is applied as two halves of the exponent,
+    # so a tiny deviation times a huge precision is not inf.
+    diff = z - mu
+    overflow = xp.isinf(diff) & xp.isfinite(z) & xp.isfinite(mu)
+    base = xp.where(overflow, 0.5 * z - 0.5 * mu, diff)
+    twice = xp.where(overflow, xp.full_like(diff, 2.0), xp.ones_like(diff))
+    limit = math.log(float(xp.finfo(diff.dtype).max))
+    huge = -0.5 * logvar > limit
+    safe_lv = xp.where(huge, xp.zeros_like(logvar), logvar)
+    whole = _scale(base, twice * xp.exp(-0.5 * safe_lv), xp=xp)
+    quarter = xp.exp(-0.25 * xp.where(huge, logvar, xp.zeros_like(logvar)))
+    split = _scale(_scale(base, quarter, xp=xp), twice * quarter, xp=xp)
+    scaled = xp.where(huge, split, whole)
     return neg_half_log_normaliser(logvar, xp=xp) - scaled * (0.5 * scaled)
