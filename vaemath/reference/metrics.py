@@ -21,6 +21,7 @@ from vaemath._lib._progress import Progress
 from .data import Dataset
 from .model import VAE
 from .objectives import reconstruction_nll
+from .priors import Prior, resolve_prior
 
 __all__ = ["MIG_QUERIES", "PAIRWISE_LIMIT", "PAIRWISE_POINTS", "encode_dataset", "evaluate"]
 
@@ -92,11 +93,12 @@ def evaluate(
     model: VAE,
     dataset: Dataset,
     *,
-    prior_mu: float,
-    prior_scale: float,
+    prior_mu: float | None = None,
+    prior_scale: float | None = None,
     seed: int = 0,
     bandwidth: float | None = None,
     progress: bool | Callable[[int, int], Any] = True,
+    prior: Prior | None = None,
 ) -> dict[str, Any]:
     r"""Full-dataset metrics of a trained model (nats per example unless noted).
 
@@ -106,15 +108,20 @@ def evaluate(
         The trained model (put in eval mode).
     dataset : Dataset
         The images it is evaluated on, read by batch.
-    prior_mu, prior_scale : float
-        The prior :math:`\mathcal N(m, s^2 I)` it was trained against.
+    prior_mu, prior_scale : float, optional
+        The Gaussian prior :math:`\mathcal N(m, s^2 I)` it was trained against
+        (default :math:`\mathcal N(0, I)`), unless ``prior`` is given.
     seed : int
         Seed of the posterior samples, the prior draws, the query points of the
         MIG and (large datasets) the subset of the pairwise terms.
     bandwidth : float, optional
-        RBF length scale of the MMD terms (default ``sqrt(D) * prior_scale``).
+        RBF length scale of the MMD terms (default ``sqrt(D)`` times the prior's
+        standard deviation per unit, :meth:`Prior.sd`).
     progress : bool or callable
         See below.
+    prior : Prior, optional
+        Any prior of :mod:`vaemath.reference.priors` (then leave ``prior_mu`` and
+        ``prior_scale`` out).
 
     Returns
     -------
@@ -148,13 +155,29 @@ def evaluate(
     alone. ``mig_histogram`` is disentanglement_lib's (20 bins of the means, every
     factor, the same query points).
 
+    Other priors (:mod:`vaemath.reference.priors`): MI and TC do not involve the
+    prior. The mixture's ``kl`` is the Monte Carlo mean of
+    :math:`\log q(z|x) - \log p(z)` at the same samples, ``kl_per_unit`` the
+    same against each marginal :math:`p(z_j)`, ``dimkl`` the dimension-wise KL plus
+    the prior dependence (the decomposition's against :math:`\mathcal N(0, I)` plus
+    the Monte Carlo mean of :math:`\log \mathcal N(z; 0, I) - \log p(z)`, so that
+    MI + TC + dimkl estimates the KL of the aggregate posterior), and ``mmd2`` the
+    two-sample estimate against as many mixture draws (no ``mmd2_sampled``). With
+    the uniform box ``kl``, ``kl_per_unit`` and ``dimkl`` are ``+inf`` and ``elbo``
+    ``-inf`` (a Gaussian posterior has mass outside the box), ``mmd2`` comes from
+    :func:`vaemath.mmd2_uniform_prior`, and ``mu_variance_per_unit`` (the variance
+    of each posterior mean over the data) orders the traversals instead of the KL.
+
     ``progress``: ``True`` shows one progress bar (one line off a terminal) over
     the decomposition, the slow part; ``False`` none; a callable is called as
     ``progress(done, total)`` with ``total = len(dataset)``.
     """
     model.eval()
     n = len(dataset)
-    prior_logvar = 2.0 * math.log(prior_scale)
+    prior = resolve_prior(prior, prior_mu, prior_scale)
+    gaussian = prior.kind == "gaussian"
+    # MI and TC do not involve the prior: other priors decompose against N(0, I).
+    decompose_mu, decompose_logvar = (prior.mu, prior.logvar) if gaussian else (0.0, 0.0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mu, logvar = encode_dataset(model, dataset)
@@ -165,8 +188,8 @@ def evaluate(
                 model.decode(z[s : s + 512]), torch.from_numpy(x)
             )
         recon = nll.mean()
-        kl_per_unit = vaemath.gaussian_kl(mu, logvar, prior_mu, prior_logvar).mean(0)
-        kl = kl_per_unit.sum()
+        kl_per_unit = prior.kl_per_unit(z, mu, logvar).mean(0)
+        kl = kl_per_unit.sum() if gaussian else prior.kl(z, mu, logvar).mean()
         if n > PAIRWISE_LIMIT:
             rng = np.random.default_rng(seed)
             pick = torch.from_numpy(np.sort(rng.choice(n, size=PAIRWISE_POINTS, replace=False)))
@@ -184,15 +207,26 @@ def evaluate(
             report = _scaled(report, n)
         with own or nullcontext():
             parts = vaemath.dataset_decomposition(
-                sub_mu, sub_logvar, prior_mu, prior_logvar, num_samples=1, progress=report
+                sub_mu, sub_logvar, decompose_mu, decompose_logvar, num_samples=1, progress=report
             )
         mi = float(parts.mutual_information)
         tc = float(parts.total_correlation)
         dimkl = float(parts.dimensionwise_kl)
-        length = math.sqrt(mu.shape[1]) * prior_scale if bandwidth is None else bandwidth
-        mmd2 = float(vaemath.mmd2_gaussian_prior(sub_z, prior_mu, prior_logvar, bandwidth=length))
-        prior_draws = prior_mu + prior_scale * torch.randn_like(sub_z)
-        mmd2_sampled = float(vaemath.mmd2(sub_z, prior_draws, kernel="rbf", bandwidth=length))
+        if prior.kind == "mixture":
+            standard = vaemath.gaussian_log_density(sub_z, 0.0, 0.0).sum(1)
+            dimkl += float((standard - prior.log_density(sub_z)).mean())
+        elif prior.kind == "uniform":
+            dimkl = math.inf
+        length = math.sqrt(mu.shape[1]) * prior.sd(mu.shape[1]) if bandwidth is None else bandwidth
+        mmd2 = float(prior.mmd2(sub_z, length))  # sample-free but for the mixture
+        extra: dict[str, Any] = {}
+        if prior.kind != "mixture":
+            prior_draws = prior.sample_like(sub_z)
+            extra["mmd2_sampled"] = float(
+                vaemath.mmd2(sub_z, prior_draws, kernel="rbf", bandwidth=length)
+            )
+        if prior.kind == "uniform":
+            extra["mu_variance_per_unit"] = [float(v) for v in mu.var(0, correction=0)]
     queries = MIG_QUERIES if n > MIG_QUERIES else None
     factors = dataset.factors
     mig = vaemath.mutual_information_gap(mu, logvar, factors, seed=seed, num_queries=queries)
@@ -213,7 +247,7 @@ def evaluate(
         "tc": tc,
         "dimkl": dimkl,
         "mmd2": mmd2,
-        "mmd2_sampled": mmd2_sampled,
+        **extra,
         "active_units": int(vaemath.active_units(mu)),
         "mig": _mean_gap(gap, entropy, keep),
         "mig_factors": list(headline),

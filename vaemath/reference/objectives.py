@@ -13,7 +13,10 @@ All losses are per-example averages over a minibatch, in nats, to be minimised:
 
 where :math:`\mathrm{rec} = -\log p(x|z)` (Bernoulli) and
 :math:`\mathrm{KL} = \mathrm{KL}(q(z|x)\,\|\,p(z))` from :func:`vaemath.gaussian_kl`,
-for any diagonal Gaussian prior :math:`p(z) = \mathcal N(m, s^2 I)`.
+for any diagonal Gaussian prior :math:`p(z) = \mathcal N(m, s^2 I)`. The uniform box
+and the Gaussian mixture of :mod:`vaemath.reference.priors` change the KL, the
+decomposition and the MMD terms as described there (the uniform only with InfoVAE
+at :math:`\alpha = 1`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-import vaemath
+from .priors import Prior, prior_problem, resolve_prior
 
 __all__ = ["OBJECTIVES", "TERMS", "Weights", "loss_terms", "reconstruction_nll"]
 
@@ -54,7 +57,11 @@ def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def rbf_bandwidth(weights: Weights, latent_dim: int, prior_scale: float) -> float:
-    """The RBF length scale used for MMD: ``weights.bandwidth`` or ``sqrt(D) * s``."""
+    """The RBF length scale used for MMD: ``weights.bandwidth`` or ``sqrt(D) * s``.
+
+    ``prior_scale`` is the prior's standard deviation per unit (:meth:`Prior.sd`:
+    ``s`` for the Gaussian, its root-mean-square for the box and the mixture).
+    """
     if weights.bandwidth > 0:
         return weights.bandwidth
     return math.sqrt(latent_dim) * prior_scale
@@ -68,36 +75,35 @@ def loss_terms(
     z: torch.Tensor,
     mu: torch.Tensor,
     logvar: torch.Tensor,
-    prior_mu: float,
-    prior_scale: float,
+    prior_mu: float | None = None,
+    prior_scale: float | None = None,
     weights: Weights,
     dataset_size: int,
     method: str,
+    prior: Prior | None = None,
 ) -> dict[str, torch.Tensor]:
     """The loss of ``objective`` and every logged term (0-d tensors, batch means).
 
+    The prior is ``prior``, or else the Gaussian ``N(prior_mu, prior_scale^2)``.
     Only the terms the objective uses carry gradients; the others are computed
-    under ``torch.no_grad`` for the training curves.
+    under ``torch.no_grad`` for the training curves. An objective that has no
+    finite loss against the prior (a KL objective and the uniform box) raises
+    ``ValueError``.
     """
-    prior_logvar = 2.0 * math.log(prior_scale)
+    prior = resolve_prior(prior, prior_mu, prior_scale)
+    if objective in OBJECTIVES:
+        problem = prior_problem(prior, objective, weights.info_alpha, int(mu.shape[1]))
+        if problem is not None:
+            raise ValueError(problem)
     recon = reconstruction_nll(logits, x).mean()
-    kl = vaemath.gaussian_kl(mu, logvar, prior_mu, prior_logvar).sum(1).mean()
+    kl = prior.kl(z, mu, logvar).mean()
     # The decomposition and the MMD are logged for every objective, but only the
     # objective that uses them needs their gradients.
     with torch.set_grad_enabled(objective == "betatc" and torch.is_grad_enabled()):
-        parts = vaemath.elbo_decomposition(
-            z,
-            mu,
-            logvar,
-            prior_mu,
-            prior_logvar,
-            dataset_size=dataset_size,
-            method=method,
-        )
-    mi, tc, dimkl = parts.mutual_information, parts.total_correlation, parts.dimensionwise_kl
+        mi, tc, dimkl = prior.decomposition(z, mu, logvar, dataset_size=dataset_size, method=method)
     with torch.set_grad_enabled(objective == "infovae" and torch.is_grad_enabled()):
-        bandwidth = rbf_bandwidth(weights, mu.shape[1], prior_scale)
-        mmd2 = vaemath.mmd2_gaussian_prior(z, prior_mu, prior_logvar, bandwidth=bandwidth)
+        bandwidth = rbf_bandwidth(weights, mu.shape[1], prior.sd(mu.shape[1]))
+        mmd2 = prior.mmd2(z, bandwidth)
     if objective == "elbo":
         loss = recon + kl
     elif objective == "beta":
@@ -105,11 +111,8 @@ def loss_terms(
     elif objective == "betatc":
         loss = recon + weights.tc_alpha * mi + weights.tc_beta * tc + weights.tc_gamma * dimkl
     elif objective == "infovae":
-        loss = (
-            recon
-            + (1.0 - weights.info_alpha) * kl
-            + (weights.info_alpha + weights.info_lambda - 1.0) * mmd2
-        )
+        info_kl = 0.0 if weights.info_alpha == 1 else (1.0 - weights.info_alpha) * kl
+        loss = recon + info_kl + (weights.info_alpha + weights.info_lambda - 1.0) * mmd2
     else:
         msg = f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}"
         raise ValueError(msg)

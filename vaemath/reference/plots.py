@@ -13,6 +13,7 @@ import torch
 from .data import Dataset
 from .model import VAE
 from .objectives import TERMS
+from .priors import Prior, resolve_prior
 
 __all__ = [
     "COMPARED",
@@ -110,16 +111,24 @@ def plot_traversals(
     path: Path,
     *,
     kl_per_unit: Sequence[float],
-    prior_mu: float,
-    prior_scale: float,
+    prior_mu: float | None = None,
+    prior_scale: float | None = None,
     steps: int = 9,
+    prior: Prior | None = None,
+    score_name: str = "KL",
 ) -> None:
     """One row per latent (sorted by KL): decode the posterior mean of one image with
-    that latent swept over ``prior_mu +- 2.5 prior_scale``.
+    that latent swept over the prior's support.
 
+    The prior is ``prior`` or the Gaussian ``N(prior_mu, prior_scale^2)``; the
+    sweep is :meth:`Prior.traversal_values`: ``prior_mu +- 2.5 prior_scale`` for
+    the Gaussian, the box for the uniform, the 0.6% to 99.4% quantiles of the
+    marginals for the mixture. ``kl_per_unit`` orders the rows and labels them as
+    ``score_name`` (``"Var[mu]"`` for the uniform prior, whose KL is infinite).
     The anchor image (and its reconstruction at the posterior mean) sits in its own
     column on the left, at the same scale as the traversal images.
     """
+    prior = resolve_prior(prior, prior_mu, prior_scale)
     model.eval()
     middle = anchor_index(dataset)
     anchor = np.asarray(dataset.images[middle : middle + 1], dtype=np.float32)
@@ -127,8 +136,8 @@ def plot_traversals(
     base, _ = model.encode(x)
     recon = torch.sigmoid(model.decode(base)).numpy()
     order = np.argsort(-np.asarray(kl_per_unit))
-    values = prior_mu + prior_scale * np.linspace(-2.5, 2.5, steps)
     dims = len(order)
+    values = prior.traversal_values(dims, steps)
     rows = max(dims, 2)
     h, w = dataset.image_shape
     traversal = np.full((rows, steps, h, w), 0.5, dtype=np.float32)
@@ -147,17 +156,17 @@ def plot_traversals(
     ax.tick_params(axis="y", labelsize=7, length=0)
     centres = [offset + _centre(c, w) for c in range(steps)]
     ax.set_xticks(centres, [f"{v:.2g}" for v in values], fontsize=7)
-    ax.set_xlabel(f"value of the swept latent (prior mean {prior_mu:g} +- 2.5 sd)", fontsize=7)
+    ax.set_xlabel(f"value of the swept latent ({prior.traversal_text()})", fontsize=7)
     for r, j in enumerate(order):
         ax.text(
             offset + right.shape[1] + 1,
             _centre(r, h),
-            f"z{j}  KL {kl_per_unit[j]:.2f}",
+            f"z{j}  {score_name} {kl_per_unit[j]:.2f}",
             fontsize=7,
             va="center",
             ha="left",
         )
-    ax.set_title("latent traversals of the anchor image (rows sorted by KL)", fontsize=9)
+    ax.set_title(f"latent traversals of the anchor image (rows sorted by {score_name})", fontsize=9)
     _save(fig, path)
 
 
@@ -209,8 +218,16 @@ def plot_curves(
     fig, axes = _pyplot().subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), squeeze=False)
     for ax, term in zip(axes.flat, TERMS, strict=False):
         values = [float(row[term]) for row in history]
-        ax.plot(epochs, values, marker=".", lw=1)
         label = TERM_TITLES[term]
+        if not any(math.isfinite(v) for v in values):  # the KL terms of a uniform prior
+            same = len({str(v) for v in values}) == 1
+            text = f"{values[0]:g} at every epoch" if same else "no finite value"
+            ax.text(0.5, 0.5, text, ha="center", fontsize=8, transform=ax.transAxes)
+            ax.set_title(label, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ax.plot(epochs, values, marker=".", lw=1)
         if term in _MINIBATCH:
             label += "\n(minibatch estimate)"
             ax.axhline(0.0, color="0.6", lw=0.6, ls="--")
@@ -295,6 +312,11 @@ def _bar_panel(ax: Any, names: list[str], stats: list[dict[str, Any]], key: str)
         ax.yaxis.set_major_locator(_pyplot().MaxNLocator(integer=True))
 
 
+def _finite(stats: dict[str, Any], key: str) -> bool:
+    """Whether ``stats`` has a finite mean of ``key`` (KL terms of a uniform prior: inf)."""
+    return key in stats and math.isfinite(stats[key]["mean"])
+
+
 def plot_comparison(summary: dict[str, dict[str, Any]], path: Path, *, title: str) -> None:
     """One panel per metric, one bar per objective: mean over seeds, error bar ± 1 sd.
 
@@ -308,12 +330,12 @@ def plot_comparison(summary: dict[str, dict[str, Any]], path: Path, *, title: st
     title : str
         The figure title.
     """
-    panels = [(k, t) for k, t in COMPARED if any(k in s for s in summary.values())]
+    panels = [(k, t) for k, t in COMPARED if any(_finite(s, k) for s in summary.values())]
     cols = 3
     rows = math.ceil(len(panels) / cols)
     fig, axes = _pyplot().subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
     for ax, (key, label) in zip(axes.flat, panels, strict=False):
-        names = [n for n, s in summary.items() if key in s]
+        names = [n for n, s in summary.items() if _finite(s, key)]
         _bar_panel(ax, names, [summary[n][key] for n in names], key)
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=7)

@@ -30,6 +30,7 @@ from .metrics import evaluate
 from .model import VAE
 from .objectives import rbf_bandwidth
 from .plots import plot_comparison, plot_curves, plot_reconstructions, plot_traversals
+from .priors import Prior
 from .runs import UsageError, compare_record
 from .training import TrainConfig, build_model
 
@@ -147,13 +148,16 @@ def _write_run(run: TrainedRun, metrics: dict[str, Any]) -> dict[str, Any]:
     }
     write_json(run_dir / "metrics.json", record)
     plot_reconstructions(run.model, run.data, run_dir / "reconstructions.png")
+    scores, score_name = metrics["kl_per_unit"], "KL"
+    if "mu_variance_per_unit" in metrics:  # the uniform prior: every KL is infinite
+        scores, score_name = metrics["mu_variance_per_unit"], "Var[mu]"
     plot_traversals(
         run.model,
         run.data,
         run_dir / "traversals.png",
-        kl_per_unit=metrics["kl_per_unit"],
-        prior_mu=config.prior_mu,
-        prior_scale=config.prior_scale,
+        kl_per_unit=scores,
+        prior=Prior.of(config),
+        score_name=score_name,
     )
     plot_curves(
         run.history,
@@ -182,15 +186,15 @@ def finish_runs(runs: Mapping[str, TrainedRun], *, progress: bool) -> dict[str, 
     metrics = {}
     with Progress(total, desc="evaluate", enabled=progress, unit="image") as bar:
         for i, (label, run) in enumerate(runs.items(), 1):
-            config = run.config
+            config, prior = run.config, Prior.of(run.config)
             bar.update(0, postfix=f"run {i}/{len(runs)} {label}")
+            scale = prior.sd(config.latent_dim)
             metrics[label] = evaluate(
                 run.model,
                 run.data,
-                prior_mu=config.prior_mu,
-                prior_scale=config.prior_scale,
+                prior=prior,
                 seed=config.seed,
-                bandwidth=rbf_bandwidth(config.weights, config.latent_dim, config.prior_scale),
+                bandwidth=rbf_bandwidth(config.weights, config.latent_dim, scale),
                 progress=_share(bar) if progress else False,
             )
     return {label: _write_run(run, metrics[label]) for label, run in runs.items()}
@@ -224,7 +228,8 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     -------
     dict
         By metric key (and ``train_seconds``): ``mean``, ``sd`` (``None`` for a
-        single seed), ``n`` and the per-seed ``values``.
+        single seed or a non-finite value: the KL terms of a uniform prior are
+        infinite), ``n`` and the per-seed ``values``.
     """
     rows = [{**rec["metrics"], "train_seconds": rec["train_seconds"]} for rec in records]
     keys = [k for k, v in rows[0].items() if _scalar(v) and all(_scalar(r.get(k)) for r in rows)]
@@ -233,7 +238,9 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         values = [float(r[key]) for r in rows]
         out[key] = {
             "mean": statistics.fmean(values),
-            "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "sd": statistics.stdev(values)
+            if len(values) > 1 and all(map(math.isfinite, values))
+            else None,
             "n": len(values),
             "values": values,
         }
@@ -297,8 +304,8 @@ def comparison_markdown(
         f"Objectives compared on `{config.dataset}`, mean ± sd over seeds "
         f"{', '.join(map(str, seeds))} (sample sd over the n runs of each objective; the "
         f"seeds are fixed in code before any result is seen), {config.epochs} epochs, "
-        f"batch {config.batch_size}, D = {config.latent_dim}, prior N({config.prior_mu:g}, "
-        f"{config.prior_scale:g}^2), {config.method.upper()} for beta-TCVAE. Full-dataset "
+        f"batch {config.batch_size}, D = {config.latent_dim}, prior "
+        f"{Prior.of(config).describe()}, {config.method.upper()} for beta-TCVAE. Full-dataset "
         "metrics in nats per image; MI/TC/dimension-wise KL from "
         "`vaemath.dataset_decomposition`; AU = active units; MIG = Chen et al.'s mutual "
         "information gap vs the known factors (`vaemath.mutual_information_gap`, mixture "

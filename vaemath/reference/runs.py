@@ -23,6 +23,7 @@ from vaemath._estimators import METHODS
 from .data import DATASETS
 from .files import CONFIG, saved_epoch
 from .objectives import OBJECTIVES, Weights
+from .priors import PRIORS, Prior, prior_problem
 from .training import TrainConfig
 
 __all__ = [
@@ -66,8 +67,21 @@ CONFIG_OPTIONS: dict[str, tuple[str, type, str]] = {
     "--lr": ("lr", float, "Adam learning rate"),
     "--latent-dim": ("latent_dim", int, "number of latent units D"),
     "--hidden": ("hidden", int, "hidden layer width"),
-    "--prior-mu": ("prior_mu", float, "prior mean m of p(z) = N(m, s^2 I)"),
-    "--prior-scale": ("prior_scale", float, "prior standard deviation s > 0"),
+    "--prior": ("prior", str, f"prior p(z): {', '.join(PRIORS)} (docs/reference_vae.rst)"),
+    "--prior-mu": ("prior_mu", float, "prior mean m of p(z) = N(m, s^2 I) (mixture: centre)"),
+    "--prior-scale": (
+        "prior_scale",
+        float,
+        "prior standard deviation s > 0 (mixture: of each component)",
+    ),
+    "--prior-low": ("prior_low", float, "uniform prior: lower edge of the box [low, high]^D"),
+    "--prior-high": ("prior_high", float, "uniform prior: upper edge of the box"),
+    "--prior-components": (
+        "prior_components",
+        int,
+        "mixture prior: K <= 2D equal components at m +- offset along the first K/2 axes",
+    ),
+    "--prior-offset": ("prior_offset", float, "mixture prior: distance a > 0 of each mean to m"),
     "--method": ("method", str, f"beta-TCVAE minibatch estimator: {' or '.join(METHODS)}"),
     "--beta": ("weights.beta", float, "beta-VAE: weight of the KL"),
     "--mi-weight": ("weights.tc_alpha", float, "beta-TCVAE alpha: weight of I(x;z)"),
@@ -142,13 +156,16 @@ def _flat(config: TrainConfig) -> dict[str, Any]:
     return data
 
 
-def validate(config: TrainConfig) -> None:
+def validate(config: TrainConfig, *, objective: bool = True) -> None:
     """Check every setting of ``config``.
 
     Parameters
     ----------
     config : TrainConfig
         The configuration to check.
+    objective : bool
+        Also check that ``config.objective`` can train against the prior (off for
+        the shared config of a comparison, checked per objective instead).
 
     Raises
     ------
@@ -192,6 +209,10 @@ def validate(config: TrainConfig) -> None:
     if alpha + lam - 1 < 0:
         msg = f"InfoVAE needs alpha + lambda >= 1 (MMD weight >= 0), got {alpha} + {lam}"
         raise UsageError(msg)
+    name = config.objective if objective else None
+    problem = prior_problem(Prior.of(config), name, alpha, config.latent_dim)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:
@@ -212,7 +233,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, A
     """
     given = _given(args)
     config = _apply(TrainConfig(), given)
-    validate(config)
+    validate(config, objective=hasattr(args, "objective"))
     return config, given
 
 
@@ -455,6 +476,7 @@ def plan_compare(args: argparse.Namespace) -> ComparePlan:
         for seed in seeds:
             run_dir = run_folder(out, name, seed)
             wanted = dataclasses.replace(base, objective=name, seed=seed)
+            validate(wanted)
             run_given = {**given, "objective": name, "seed": seed}
             planned = plan_run(run_dir, wanted, run_given, args.resume)
             runs.append(RunPlan(f"{name}/seed{seed}", planned, run_dir))

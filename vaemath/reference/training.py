@@ -32,6 +32,9 @@ from .files import (
 )
 from .model import VAE
 from .objectives import TERMS, Weights, loss_terms
+from .priors import Prior
+
+_PRIOR = Prior()
 
 __all__ = ["Interrupted", "TrainConfig", "build_model", "remaining_batches", "train"]
 
@@ -44,6 +47,9 @@ class TrainConfig:
     ``latent_dim=10`` as in the dSprites papers, an MLP of two 256-unit layers each
     way (4096-256-256-20 / 10-256-256-4096, 2.2 M weights), 20 epochs of 72
     minibatches; one epoch takes about 0.8 s on 2 CPU threads, a run about 16 s.
+    The prior is ``prior`` (:class:`~vaemath.reference.priors.Prior`): the Gaussian
+    ``N(prior_mu, prior_scale^2 I)`` by default. A saved config without the prior
+    keys (written before they existed) loads as that Gaussian.
     """
 
     objective: str = "elbo"
@@ -54,9 +60,14 @@ class TrainConfig:
     lr: float = 2e-3
     latent_dim: int = 10
     hidden: int = 256
-    prior_mu: float = 0.0
-    prior_scale: float = 1.0
+    prior_mu: float = _PRIOR.mu
+    prior_scale: float = _PRIOR.scale
     method: str = "mws"
+    prior: str = _PRIOR.kind
+    prior_low: float = _PRIOR.low
+    prior_high: float = _PRIOR.high
+    prior_components: int = _PRIOR.components
+    prior_offset: float = _PRIOR.offset
     weights: Weights = field(default_factory=Weights)
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,6 +231,7 @@ def _train(
 
     n = len(data)
     batches = math.ceil(n / config.batch_size)
+    prior = Prior.of(config)
     with _sigint_flag() as flag:
         for epoch in range(start_epoch, config.epochs):
             model.train()
@@ -243,8 +255,7 @@ def _train(
                     z=z,
                     mu=mu,
                     logvar=logvar,
-                    prior_mu=config.prior_mu,
-                    prior_scale=config.prior_scale,
+                    prior=prior,
                     weights=config.weights,
                     dataset_size=n,
                     method=config.method,
