@@ -16,11 +16,10 @@ draws; a correct implementation fails such a check for about one seed in 10^6.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import runpy
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -43,31 +42,30 @@ from vaemath.reference.priors import Prior
 from vaemath.reference.runs import read_comparison
 from vaemath.reference.training import TrainConfig
 
-
-def _sibling(name: str) -> ModuleType:
-    """Another test module of this folder (pytest runs with --import-mode=importlib)."""
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_vaemath_priors_{name}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_reference = _sibling("test_reference")
-_cli = _sibling("test_reference_cli")
-TINY = _reference.TINY
-_batch = _reference._batch
-_reference_recon_kl = _reference._reference_recon_kl
-_one_thread = _cli._one_thread  # autouse: torch on one thread
-figures = _cli.figures
+# Helpers and fixtures of the sibling test modules (pytest imports with
+# --import-mode=importlib, so they are not importable by name).
+_reference = runpy.run_path(str(Path(__file__).with_name("test_reference.py")))
+_cli = runpy.run_path(str(Path(__file__).with_name("test_reference_cli.py")))
+TINY = _reference["TINY"]
+_batch = _reference["_batch"]
+_reference_recon_kl = _reference["_reference_recon_kl"]
+_one_thread = _cli["_one_thread"]  # autouse: torch on one thread
+figures = _cli["figures"]
 
 UNIFORM_INFOVAE = ["--prior", "uniform", "--objective", "infovae", "--info-alpha", "1"]
 
 
-def _terms(objective: str, prior: Prior, weights: Weights | None = None, *, seed: int = 0):
-    x, logits, z, mu, logvar = _batch(seed)
+def _terms(
+    objective: str,
+    prior: Prior,
+    weights: Weights | None = None,
+    *,
+    seed: int = 0,
+    method: str = "mws",
+    batch: tuple | None = None,
+):
+    """``loss_terms`` on ``batch`` (default ``_batch(seed)``), and the batch."""
+    x, logits, z, mu, logvar = batch or _batch(seed)
     terms = loss_terms(
         objective,
         x,
@@ -78,7 +76,7 @@ def _terms(objective: str, prior: Prior, weights: Weights | None = None, *, seed
         prior=prior,
         weights=weights or Weights(),
         dataset_size=100,
-        method="mws",
+        method=method,
     )
     return terms, (x, logits, z, mu, logvar)
 
@@ -127,18 +125,9 @@ class TestUniformPrior:
         x, logits, z, mu, logvar = _batch(2)
         mu = mu.clone().requires_grad_(True)
         z = mu + (z - mu).detach()
-        terms = loss_terms(
-            "infovae",
-            x,
-            logits=logits,
-            z=z,
-            mu=mu,
-            logvar=logvar,
-            prior=Prior("uniform"),
-            weights=Weights(info_alpha=1.0),
-            dataset_size=100,
-            method="mss",
-        )
+        batch = (x, logits, z, mu, logvar)
+        weights = Weights(info_alpha=1.0)
+        terms, _ = _terms("infovae", Prior("uniform"), weights, method="mss", batch=batch)
         terms["loss"].backward()
         assert math.isfinite(float(terms["loss"].detach()))
         assert torch.isfinite(mu.grad).all()
@@ -188,18 +177,9 @@ class TestMixturePrior:
     @pytest.mark.parametrize("method", ["mws", "mss"])
     def test_betatc_unit_weights_telescope(self, method):
         # MI + TC + (dimension-wise KL + prior dependence) = the Monte Carlo KL.
-        x, logits, z, mu, logvar = _batch(3)
-        terms = loss_terms(
-            "betatc",
-            x,
-            logits=logits,
-            z=z,
-            mu=mu,
-            logvar=logvar,
-            prior=MIXTURE,
-            weights=Weights(tc_alpha=1.0, tc_beta=1.0, tc_gamma=1.0),
-            dataset_size=100,
-            method=method,
+        weights = Weights(tc_alpha=1.0, tc_beta=1.0, tc_gamma=1.0)
+        terms, (x, logits, z, mu, logvar) = _terms(
+            "betatc", MIXTURE, weights, seed=3, method=method
         )
         recon, _ = _reference_recon_kl(x, logits, mu, logvar, m=0.0, s=1.0)
         assert float(terms["loss"]) == pytest.approx(recon + _mixture_kl(z, mu, logvar), rel=1e-9)

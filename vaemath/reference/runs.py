@@ -69,19 +69,11 @@ CONFIG_OPTIONS: dict[str, tuple[str, type, str]] = {
     "--hidden": ("hidden", int, "hidden layer width"),
     "--prior": ("prior", str, f"prior p(z): {', '.join(PRIORS)} (docs/reference_vae.rst)"),
     "--prior-mu": ("prior_mu", float, "prior mean m of p(z) = N(m, s^2 I) (mixture: centre)"),
-    "--prior-scale": (
-        "prior_scale",
-        float,
-        "prior standard deviation s > 0 (mixture: of each component)",
-    ),
+    "--prior-scale": ("prior_scale", float, "prior sd s > 0 (mixture: of each component)"),
     "--prior-low": ("prior_low", float, "uniform prior: lower edge of the box [low, high]^D"),
     "--prior-high": ("prior_high", float, "uniform prior: upper edge of the box"),
-    "--prior-components": (
-        "prior_components",
-        int,
-        "mixture prior: K <= 2D equal components at m +- offset along the first K/2 axes",
-    ),
-    "--prior-offset": ("prior_offset", float, "mixture prior: distance a > 0 of each mean to m"),
+    "--prior-components": ("prior_components", int, "mixture prior: K <= 2D components"),
+    "--prior-offset": ("prior_offset", float, "mixture prior: means at m +- a e_j, a > 0"),
     "--method": ("method", str, f"beta-TCVAE minibatch estimator: {' or '.join(METHODS)}"),
     "--beta": ("weights.beta", float, "beta-VAE: weight of the KL"),
     "--mi-weight": ("weights.tc_alpha", float, "beta-TCVAE alpha: weight of I(x;z)"),
@@ -96,7 +88,7 @@ CONFIG_OPTIONS: dict[str, tuple[str, type, str]] = {
     "--bandwidth": (
         "weights.bandwidth",
         float,
-        "RBF length scale of the MMD; 0 = sqrt(D) * prior scale",
+        "RBF length scale of the MMD; 0 = sqrt(D) * the prior's sd per unit",
     ),
 }
 _FLAGS = {name: flag for flag, (name, _, _) in CONFIG_OPTIONS.items()}
