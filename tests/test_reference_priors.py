@@ -133,6 +133,16 @@ class TestUniformPrior:
         assert torch.isfinite(mu.grad).all()
         assert float(mu.grad.abs().sum()) > 0
 
+    def test_nan_posterior_gives_nan_kl(self):
+        _, _, z, mu, logvar = _batch()
+        mu = mu.clone()
+        mu[3, 1] = math.nan
+        prior = Prior("uniform")
+        kl = prior.kl(z, mu, logvar)
+        assert torch.isnan(kl[3])
+        assert torch.isinf(kl[torch.arange(16) != 3]).all()
+        assert torch.isnan(prior.kl_per_unit(z, mu, logvar)[3, 1])
+
     @pytest.mark.parametrize(
         ("objective", "weights", "message"),
         [

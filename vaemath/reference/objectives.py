@@ -47,7 +47,7 @@ class Weights:
     tc_gamma: float = 1.0  # beta-TCVAE: weight of the dimension-wise KL
     info_alpha: float = 0.5  # InfoVAE alpha: KL weight is 1 - alpha
     info_lambda: float = 1000.0  # InfoVAE lambda: MMD weight is alpha + lambda - 1
-    bandwidth: float = 0.0  # RBF length scale; 0 -> sqrt(D) * prior scale
+    bandwidth: float = 0.0  # RBF length scale; 0 -> sqrt(D) * the prior's sd per unit
 
 
 def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -104,8 +104,8 @@ class Prior:
         """``KL(q(z|x) || p)`` per example ``(B,)``: closed form, Monte Carlo or ``+inf``."""
         if self.kind == "gaussian":
             return vaemath.gaussian_kl(mu, logvar, self.mu, self.logvar).sum(1)
-        if self.kind == "uniform":
-            return torch.full(z.shape[:1], math.inf, dtype=z.dtype, device=z.device)
+        if self.kind == "uniform":  # +inf, NaN where the posterior is NaN
+            return (mu.detach() * 0.0).sum(1) + (logvar.detach() * 0.0).sum(1) + math.inf
         log_qzx = vaemath.gaussian_log_density(z, mu, logvar).sum(1)
         return log_qzx - self.log_density(z)
 
@@ -114,7 +114,7 @@ class Prior:
         if self.kind == "gaussian":
             return vaemath.gaussian_kl(mu, logvar, self.mu, self.logvar)
         if self.kind == "uniform":
-            return torch.full_like(mu, math.inf)
+            return mu.detach() * 0.0 + logvar.detach() * 0.0 + math.inf
         means, logvars, log_w = self.mixture(z.shape[1], z)
         log_q = vaemath.gaussian_log_density(z, mu, logvar)
         columns = [
