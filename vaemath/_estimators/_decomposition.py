@@ -8,6 +8,7 @@ from .._gaussian import log_density
 from .._lib._compat import device, is_torch_namespace
 from .._lib._helpers import Array, Namespace, broadcast_shapes, numpy_quiet, resolve
 from . import _tiles
+from ._bias import check_bias_correction, jackknife_shifts
 from ._mixture import mixture_log_densities, normalised_log_weights
 from ._weights import LogWeights, check_options, log_weights
 
@@ -104,15 +105,35 @@ def check_prior(shape: tuple[int, int], prior_mu: Array, prior_logvar: Array) ->
 
 
 def log_q(
-    z: Array, mu: Array, logvar: Array, weights: LogWeights, *, xp: Namespace
-) -> tuple[Array, Array]:
-    """``log q(z_i)`` ``(B,)`` and ``log q(z_id)`` ``(B, D)`` through the right adapter."""
+    z: Array,
+    mu: Array,
+    logvar: Array,
+    weights: LogWeights,
+    *,
+    xp: Namespace,
+    jackknife: float | None = None,
+    joint: bool = True,
+    marginals: bool = True,
+) -> tuple[Array | None, Array | None]:
+    """``log q(z_i)`` ``(B,)`` and ``log q(z_id)`` ``(B, D)`` through the right adapter.
+
+    ``jackknife``: the finite-population factor from :func:`prepare` (``None``:
+    no bias correction). ``joint`` / ``marginals`` ``False``: the caller does
+    not use that result, which comes back as ``None`` (and is not corrected).
+    """
     if is_torch_namespace(xp):
         from ._torch import log_aggregate_torch
 
-        return log_aggregate_torch(z, mu, logvar, weights)
-    lq, lqd, _ = _tiles.forward(z, mu, logvar, weights, xp=xp)
-    return lq, lqd
+        lq, lqd = log_aggregate_torch(z, mu, logvar, weights)
+    else:
+        lq, lqd, _ = _tiles.forward(z, mu, logvar, weights, xp=xp)
+    if jackknife is not None:
+        shift, shift_d = jackknife_shifts(
+            z, mu, logvar, weights, fpc=jackknife, xp=xp, joint=joint, marginals=marginals
+        )
+        lq = lq + shift if joint else None
+        lqd = lqd + shift_d if marginals else None
+    return (lq if joint else None), (lqd if marginals else None)
 
 
 def prior_log_densities(
@@ -179,9 +200,11 @@ def prepare(
     dataset_size: int | None,
     method: str,
     prior_log_weights: Array | None = None,
-) -> tuple[Namespace, list[Array], LogWeights]:
+    bias_correction: str | None = None,
+) -> tuple[Namespace, list[Array], LogWeights, float | None]:
     """Resolve and check the arguments; the arrays come back as
-    ``[z, mu, logvar, prior_mu, prior_logvar, prior_log_weights]``."""
+    ``[z, mu, logvar, prior_mu, prior_logvar, prior_log_weights]``, then the
+    weights and the jackknife factor of ``bias_correction`` (``None``: none)."""
     xp, arrays = resolve(
         {
             "z": z,
@@ -201,7 +224,8 @@ def prepare(
         check_mixture_prior(dim, arrays[3], arrays[4], arrays[5])
     elif arrays[3] is not None:
         check_prior((batch, dim), arrays[3], arrays[4])
-    return xp, arrays, log_weights(batch, n, method)
+    jackknife = check_bias_correction(bias_correction, batch, n)
+    return xp, arrays, log_weights(batch, n, method), jackknife
 
 
 def check_mixture_prior(
