@@ -45,21 +45,30 @@ ESTIMATORS = {
 TERMS = {"mutual_information": "MI", "total_correlation": "TC"}
 
 
+def encoded_dataset(rng: np.random.Generator, a: np.ndarray = A) -> np.ndarray:
+    """Encoder means ``A x`` of the ``N`` points ``x ~ N(0, I_D)``."""
+    return rng.standard_normal((N, a.shape[0])) @ a.T
+
+
+def draw_batch(
+    rng: np.random.Generator, mu_all: np.ndarray, b: int, s: float = S
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(z, mu, logvar)`` of a batch of ``b`` points drawn without replacement."""
+    mu = mu_all[rng.choice(mu_all.shape[0], size=b, replace=False)]
+    logvar = np.full(mu.shape, np.log(s**2))
+    return mu + s * rng.standard_normal(mu.shape), mu, logvar
+
+
 def main(out_dir: Path = OUT) -> Path:
     start = time.perf_counter()
     rng = np.random.default_rng(0)
-    d = A.shape[0]
-    x = rng.standard_normal((N, d))
-    mu_all = x @ A.T
+    mu_all = encoded_dataset(rng)
     truth = linear_gaussian_truth(A, S)
     rows = []
     for b in BATCHES:
         values = {(e, t): [] for e in ESTIMATORS for t in TERMS}
         for _ in range(REPEATS):
-            idx = rng.choice(N, size=b, replace=False)
-            mu = mu_all[idx]
-            logvar = np.full((b, d), np.log(S**2))
-            z = mu + S * rng.standard_normal((b, d))
+            z, mu, logvar = draw_batch(rng, mu_all, b)
             for e, options in ESTIMATORS.items():
                 r = vaemath.elbo_decomposition(z, mu, logvar, **options)
                 for t in TERMS:
