@@ -71,6 +71,7 @@ TOPICS = {
     "mixture": "Gaussian-mixture log-density",
     "discrete": "Bernoulli and categorical KL",
     "mmd_uniform": "MMD to a uniform box",
+    "engine": "The estimators' tile engine",
 }
 UNDERLINE = "-"
 SUBLINE = "~"
@@ -192,6 +193,8 @@ def pivot_tables(data: dict[str, Any]) -> list[dict[str, Any]]:
         if impl != "vaemath" and impl not in table["alternatives"]:
             table["alternatives"].append(impl)
         table["shapes"].setdefault(str(info["shape"]), {})[impl] = float(bench["stats"]["median"])
+        if "terms" in info:  # per-term costs (the engine's ns per term)
+            table.setdefault("terms", {})[str(info["shape"])] = int(info["terms"])
     out = []
     for (op, library, mode), table in tables.items():
         rows = []
@@ -211,6 +214,7 @@ def pivot_tables(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "mode": mode,
                 "alternatives": table["alternatives"],
                 "rows": rows,
+                "terms": table.get("terms", {}),
             }
         )
     return out
@@ -245,6 +249,14 @@ def render_pivot(data: dict[str, Any]) -> str:
                 shown = f"{ratio:.2f}{TIMES}" if ratio is not None else "\N{EM DASH}"
                 lines.append(f"     - {shown} ({_fmt_time(t)})")
         lines.append("")
+        for shape, ours, alts in table["rows"]:
+            terms = table["terms"].get(shape)
+            if terms:
+                costs = [("vaemath", ours)] + [(name, t) for name, (t, _) in alts.items()]
+                shown = "; ".join(
+                    f"{name} {1e9 * t / terms:.3f} ns" for name, t in costs if t is not None
+                )
+                lines += [f"Per term at {_shape_cell(shape)} ({terms:,} terms): {shown}.", ""]
     return "\n".join(lines)
 
 

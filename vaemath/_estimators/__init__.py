@@ -5,7 +5,11 @@ Layout (each piece in one file, imported by the others):
 * ``_weights.py`` -- :data:`METHODS` and the MWS / MSS log mixture weights;
 * ``_tiles.py`` -- the tiled log-sum-exp engine (forward and backward), the only one;
   :func:`log_marginals` is its entry for other subpackages (the MIG of ``_metrics``);
+* ``_groups.py`` -- bound-shifted per-dimension sums by component group (the MIG's);
+* ``_compiled.py`` -- its fused ``torch.compile`` kernels (torch CPU, large problems;
+  eager fallback);
 * ``_torch.py`` -- its torch ``autograd.Function`` adapter (bounded-memory backward);
+* ``_bias.py`` -- the opt-in jackknife bias correction of the minibatch estimators;
 * ``_decomposition.py`` -- :class:`ElboDecomposition`, input checks, engine dispatch;
 * ``_mixture.py`` -- :func:`gaussian_mixture_log_density` and the mixture-prior densities;
 * ``_minibatch.py`` -- the public minibatch estimators;
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from ._dataset import check_num_queries, dataset_decomposition, query_points, sample_queries
 from ._decomposition import ElboDecomposition
+from ._groups import bound_margin, log_sums_by_group
 from ._minibatch import (
     dimensionwise_kl,
     elbo_decomposition,
@@ -26,7 +31,7 @@ from ._minibatch import (
     total_correlation,
 )
 from ._mixture import gaussian_mixture_log_density
-from ._tiles import bound_margin, log_marginals, log_sums_by_group
+from ._tiles import log_marginals
 from ._weights import METHODS
 
 __all__ = [

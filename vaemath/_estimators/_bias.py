@@ -130,7 +130,7 @@ class _WeightMatrices:
         """The ``(B, B)`` matrix ``log w_ij``."""
         xp = self.xp
         log_w = xp.where(self.own, self.const(self.log_own), self.const(self.weights.log_other))
-        if self.next is not None:
+        if self.next is not None and self.weights.log_next is not None:
             log_w = xp.where(self.next, self.const(self.weights.log_next), log_w)
         return log_w
 

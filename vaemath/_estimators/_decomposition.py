@@ -121,6 +121,8 @@ def log_q(
     no bias correction). ``joint`` / ``marginals`` ``False``: the caller does
     not use that result, which comes back as ``None`` (and is not corrected).
     """
+    lq: Array | None
+    lqd: Array | None
     if is_torch_namespace(xp):
         from ._torch import log_aggregate_torch
 
@@ -131,8 +133,8 @@ def log_q(
         shift, shift_d = jackknife_shifts(
             z, mu, logvar, weights, fpc=jackknife, xp=xp, joint=joint, marginals=marginals
         )
-        lq = lq + shift if joint else None
-        lqd = lqd + shift_d if marginals else None
+        lq = None if not joint or lq is None or shift is None else lq + shift
+        lqd = None if not marginals or lqd is None or shift_d is None else lqd + shift_d
     return (lq if joint else None), (lqd if marginals else None)
 
 

@@ -50,10 +50,12 @@ from ._weights import LogWeights
 
 __all__ = [
     "backward",
-    "bound_margin",
+    "components",
+    "contiguous",
+    "density_tile",
+    "exp_inplace",
     "forward",
     "log_marginals",
-    "log_sums_by_group",
     "tile_shape",
 ]
 
@@ -72,7 +74,7 @@ def tile_shape(m: int, n: int, d: int, rows: int | None = None) -> tuple[int, in
     return rows, dims
 
 
-def _exp_inplace(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
+def exp_inplace(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
     """``exp(max(x, floor))`` for ``x <= 0``, overwriting the temporary ``x`` where possible.
 
     Arguments below ``floor`` (``log`` of the smallest normal number plus 7:
@@ -121,7 +123,7 @@ def _softmax_inplace(x: Array, *, xp: Namespace) -> Array:
     return xp.where(x > cut, xp.exp(xp.maximum(x, zero + cut)), zero)
 
 
-def _contiguous(x: Array, *, xp: Namespace) -> Array:
+def contiguous(x: Array, *, xp: Namespace) -> Array:
     """A row-major copy of a transposed view (faster tiles); no-op elsewhere."""
     if is_torch_namespace(xp):
         return x.contiguous()
@@ -142,25 +144,34 @@ def _lse_last(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
     finite = xp.isfinite(top)
     m = xp.where(finite, top, xp.zeros_like(top))
     if functional:
-        x = _exp_inplace(x - m, xp=xp, functional=True)
+        x = exp_inplace(x - m, xp=xp, functional=True)
     else:
         x -= m
-        x = _exp_inplace(x, xp=xp)
+        x = exp_inplace(x, xp=xp)
     out = xp.log(xp.sum(x, axis=-1)) + m[..., 0]
     return xp.where(finite[..., 0], out, top[..., 0])
 
 
 def _log_weight_tile(
-    weights: LogWeights, i0: int, i1: int, n: int, *, dtype: Any, dev: Any, xp: Namespace
+    weights: LogWeights,
+    i0: int,
+    i1: int,
+    n: int,
+    *,
+    dtype: Any,
+    dev: Any,
+    xp: Namespace,
+    row_index: Array | None = None,
 ) -> Array | None:
-    """``(b, N)`` log weights of rows ``i0:i1``, or ``None`` when uniform."""
+    """``(b, N)`` log weights of rows ``i0:i1`` (of ``row_index``), ``None`` when uniform."""
     if weights.uniform:
         return None
 
     def const(v: float) -> Array:
         return xp.asarray(v, dtype=dtype, device=dev)
 
-    rows = xp.arange(i0, i1, device=dev)[:, None]
+    rows = xp.arange(i0, i1, device=dev) if row_index is None else row_index[i0:i1]
+    rows = rows[:, None]
     cols = xp.arange(0, n, device=dev)[None, :]
     tile = xp.broadcast_to(const(weights.log_other), (i1 - i0, n))
     if weights.log_next is not None:
@@ -178,9 +189,9 @@ class _Components(NamedTuple):
     norm_t: Array  # -(v_jd + log 2 pi) / 2 (+ a uniform log weight), as in log_density
 
 
-def _components(mu: Array, logvar: Array, shift: float, *, xp: Namespace) -> _Components:
-    mu_t = _contiguous(xp.permute_dims(mu, (1, 0)), xp=xp)
-    lv_t = _contiguous(xp.permute_dims(logvar, (1, 0)), xp=xp)
+def components(mu: Array, logvar: Array, shift: float, *, xp: Namespace) -> _Components:
+    mu_t = contiguous(xp.permute_dims(mu, (1, 0)), xp=xp)
+    lv_t = contiguous(xp.permute_dims(logvar, (1, 0)), xp=xp)
     norm_t = neg_half_log_normaliser(lv_t, xp=xp)
     if shift:
         norm_t = norm_t + shift
@@ -192,7 +203,7 @@ def _iadd(x: Array, y: Array) -> Array:
     return x
 
 
-def _density_tile(
+def density_tile(
     z_t: Array, comp: _Components, dims: slice, comps: slice, *, functional: bool = False
 ) -> Array:
     """``(k, b, n)`` tile of L_ijd for latent dimensions ``dims`` and components ``comps``.
@@ -239,29 +250,81 @@ def forward(
     ``functional``: no in-place operation (slower; for torch forward-mode AD,
     ``torch.func`` transforms and double backward, which differentiate the
     operations themselves).
+
+    Large problems on torch CPU tensors take the fused kernels of
+    :mod:`._compiled` (the same values to rounding); everything else the
+    generic tiles below.
     """
     if keep_joint and not with_joint:
         msg = "keep_joint needs with_joint"
         raise ValueError(msg)
+    fused = None
+    if not functional and is_torch_namespace(xp) and rows is None:
+        from ._compiled import fused_forward  # imports torch: only for torch inputs
+
+        fused = fused_forward(
+            z, mu, logvar, weights, with_joint=with_joint, with_marginals=with_marginals,
+            keep_joint=keep_joint, column_log_weights=column_log_weights, progress=progress,
+        )  # fmt: skip
+    if fused is None:
+        return _generic_forward(
+            z, mu, logvar, weights, xp=xp, rows=rows, keep_joint=keep_joint,
+            with_joint=with_joint, with_marginals=with_marginals,
+            column_log_weights=column_log_weights, progress=progress, functional=functional,
+        )  # fmt: skip
+    lq, lqd, joint, redo = fused
+    if redo is not None and lqd is not None:  # rows far below the bound: the exact max-shifted path
+        _, exact, _ = _generic_forward(
+            z[redo, :], mu, logvar, weights, xp=xp, with_joint=False,
+            column_log_weights=column_log_weights, row_index=redo,
+        )  # fmt: skip
+        lqd[redo, :] = exact - weights.log_other
+    shift = weights.log_other
+    lq = None if lq is None else lq + shift
+    lqd = None if lqd is None else lqd + shift
+    if joint is not None:
+        joint = joint + shift
+    return lq, lqd, joint
+
+
+def _generic_forward(
+    z: Array,
+    mu: Array,
+    logvar: Array,
+    weights: LogWeights,
+    *,
+    xp: Namespace,
+    rows: int | None = None,
+    keep_joint: bool = False,
+    with_joint: bool = True,
+    with_marginals: bool = True,
+    column_log_weights: Array | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    functional: bool = False,
+    row_index: Array | None = None,
+) -> tuple[Array, Array, Array | None]:
+    """The generic (Array-API) path of :func:`forward`; ``row_index``: the rows' global indices."""
     m, d = z.shape
     n = mu.shape[0]
     dtype, dev = z.dtype, device(z)
-    comp = _components(mu, logvar, 0.0, xp=xp)
-    z_t = _contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
+    comp = components(mu, logvar, 0.0, xp=xp)
+    z_t = contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
     b, k = tile_shape(m, n, d, rows)
     joint_rows: list[Array] = []
     log_q: list[Array] = []
     log_qd: list[Array] = []
     for i0 in range(0, m, b):
         i1 = min(i0 + b, m)
-        logw = _log_weight_tile(weights, i0, i1, n, dtype=dtype, dev=dev, xp=xp)
+        logw = _log_weight_tile(
+            weights, i0, i1, n, dtype=dtype, dev=dev, xp=xp, row_index=row_index
+        )
         if column_log_weights is not None:
             logw = column_log_weights[None, :] if logw is None else logw + column_log_weights
         joint = xp.zeros((i1 - i0, n), dtype=dtype, device=dev) if with_joint else None
         marg: list[Array] = []
         for d0 in range(0, d, k):
             d1 = min(d0 + k, d)
-            dens = _density_tile(
+            dens = density_tile(
                 z_t[d0:d1, i0:i1], comp, slice(d0, d1), slice(0, n), functional=functional
             )
             if joint is not None:
@@ -317,89 +380,6 @@ def log_marginals(
     return lqd
 
 
-def bound_margin(dtype: Any, *, xp: Namespace) -> float:
-    """How far below the bound a query's own log-density may lie for :func:`log_sums_by_group`.
-
-    ``0.45 |log(smallest normal)|``: 39 in float32, 319 in float64. A sum that
-    contains a term ``>= e^-margin`` is then far above what the ``exp`` floor of
-    :func:`_exp_inplace` can add (``N e^floor``), and cannot overflow.
-    """
-    return 0.45 * -math.log(float(xp.finfo(dtype).smallest_normal))
-
-
-def log_sums_by_group(
-    z: Array,
-    mu: Array,
-    logvar: Array,
-    onehot: Array | None,
-    query_select: Array | None,
-    *,
-    xp: Namespace,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[Array, Array | None]:
-    r"""Per-dimension log-sums over all components and over each query's own groups.
-
-    .. math::
-
-        s_{id} = \log \sum_j \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}}), \qquad
-        c_{fid} = \log \sum_j G_{jc}\, Q_{fic}\, \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}}),
-
-    ``G`` the ``(N, C)`` 0/1 group indicator of the components (``onehot``),
-    ``Q`` the ``(F, M, C)`` selection of each query's own column per factor
-    (``query_select``). One exponential per ``(i, j, d)`` serves all of them:
-    the terms are shifted by the bound :math:`U_d = \max_j -(v_{jd} + \log 2\pi)/2`
-    instead of a per-row maximum, so sums over any subset of the components are
-    one matrix product of the same tile with ``G``, and the component axis can
-    be chunked without a running maximum.
-
-    Precondition (the caller checks it): every query's own component is in
-    every group it selects and its log-density is within
-    :func:`bound_margin` of :math:`U_d`, so no selected sum underflows.
-    """
-    m, d = z.shape
-    n = mu.shape[0]
-    dtype, dev = z.dtype, device(z)
-    comp = _components(mu, logvar, 0.0, xp=xp)
-    bound = xp.max(comp.norm_t, axis=1)
-    comp = comp._replace(norm_t=comp.norm_t - bound[:, None])
-    z_t = _contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
-    chunk = min(n, _TILE_ELEMENTS // 16)
-    b, k = tile_shape(m, chunk, d)
-    sums: list[Array] = []
-    selected: list[Array] = []
-    for i0 in range(0, m, b):
-        i1 = min(i0 + b, m)
-        for d0 in range(0, d, k):
-            d1 = min(d0 + k, d)
-            total = xp.zeros((d1 - d0, i1 - i0), dtype=dtype, device=dev)
-            groups = None
-            for j0 in range(0, n, chunk):
-                j1 = min(j0 + chunk, n)
-                tile = _density_tile(z_t[d0:d1, i0:i1], comp, slice(d0, d1), slice(j0, j1))
-                tile = _exp_inplace(tile, xp=xp)
-                total += xp.sum(tile, axis=-1)
-                if onehot is not None:
-                    flat = xp.reshape(tile, ((d1 - d0) * (i1 - i0), j1 - j0))
-                    part = xp.reshape(flat @ onehot[j0:j1, :], (d1 - d0, i1 - i0, -1))
-                    groups = part if groups is None else groups + part
-            sums.append(xp.log(total) + bound[d0:d1, None])
-            if groups is not None and query_select is not None:
-                picked = xp.sum(groups[None, ...] * query_select[:, None, i0:i1, :], axis=-1)
-                selected.append(xp.log(picked) + bound[None, d0:d1, None])
-        if progress is not None:
-            progress(i1, m)
-    # pieces are (k, b) per (row tile, dim tile), in row-major tile order
-    dim_tiles = -(-d // k)
-    rows_out = [xp.concat(sums[t : t + dim_tiles], axis=0) for t in range(0, len(sums), dim_tiles)]
-    log_sums = xp.permute_dims(xp.concat(rows_out, axis=1), (1, 0))
-    if not selected:
-        return log_sums, None
-    sel_rows = [
-        xp.concat(selected[t : t + dim_tiles], axis=1) for t in range(0, len(selected), dim_tiles)
-    ]
-    return log_sums, xp.permute_dims(xp.concat(sel_rows, axis=2), (0, 2, 1))
-
-
 def backward(
     z: Array,
     mu: Array,
@@ -428,13 +408,25 @@ def backward(
     * ``dv_jd = sum_i W_ijd (r^2 s - 1) / 2``,
     * ``d log c_j = sum_i grad_q_i P_ij + sum_id grad_qd_id P_ijd`` (the fourth
       result; zeros without ``column_log_weights``).
+
+    Torch CPU tensors of a large problem take the fused kernels of
+    :mod:`._compiled` (same values to rounding).
     """
     m, d = z.shape
     n = mu.shape[0]
     dtype, dev = z.dtype, device(z)
     marginals = log_qd is not None and grad_qd is not None
-    comp = _components(mu, logvar, weights.log_other if weights.uniform else 0.0, xp=xp)
-    z_t = _contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
+    if is_torch_namespace(xp) and rows is None:
+        from ._compiled import fused_backward  # imports torch: only for torch inputs
+
+        fused = fused_backward(
+            z, mu, logvar, weights, log_q, log_qd if marginals else None, joint, grad_q,
+            grad_qd if marginals else None, column_log_weights, xp=xp,
+        )  # fmt: skip
+        if fused is not None:
+            return fused
+    comp = components(mu, logvar, weights.log_other if weights.uniform else 0.0, xp=xp)
+    z_t = contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
     # Joint softmax weights times upstream gradient: an (M, N) matrix, O(M N).
     joint_weight = grad_q[:, None] * _softmax_inplace(joint - log_q[:, None], xp=xp)
     grad_c = xp.sum(joint_weight, axis=0)
@@ -444,8 +436,8 @@ def backward(
             column_log_weights[None, :] if logw_all is None else logw_all + column_log_weights
         )
     if marginals:
-        lqd_t = _contiguous(xp.permute_dims(log_qd, (1, 0)), xp=xp)
-        gqd_t = _contiguous(xp.permute_dims(grad_qd, (1, 0)), xp=xp)
+        lqd_t = contiguous(xp.permute_dims(log_qd, (1, 0)), xp=xp)
+        gqd_t = contiguous(xp.permute_dims(grad_qd, (1, 0)), xp=xp)
     else:
         joint_col = grad_c  # sum_i W_ij, the same for every dimension
     b, k = tile_shape(m, n, d, rows)
@@ -468,8 +460,8 @@ def backward(
                 w = diff * diff
                 w *= nhp_k
                 w += nrm_k
-                if logw_all is not None:
-                    w += logw_all[i0:i1, :]
+                if logw_all is not None:  # (M, N), or (1, N) for column weights alone
+                    w += logw_all[i0:i1, :] if logw_all.shape[0] > 1 else logw_all
                 w -= lqd_t[d0:d1, i0:i1, None]
                 w = _softmax_inplace(w, xp=xp)  # softmax weights P_ijd
                 w *= gqd_t[d0:d1, i0:i1, None]

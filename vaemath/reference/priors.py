@@ -75,11 +75,12 @@ class Prior:
         if not 1 <= k <= 2 * dim:
             msg = f"a mixture prior in D = {dim} has 1 to {2 * dim} components, got {k}"
             raise ValueError(msg)
-        kw = {"dtype": like.dtype, "device": like.device}
-        index = torch.arange(k, device=like.device)
-        means = torch.full((k, dim), self.mu, **kw)
-        means[index, index // 2] += self.offset * (1 - 2 * (index % 2)).to(like.dtype)
-        return means, torch.full((k, dim), self.logvar, **kw), torch.zeros((k,), **kw)
+        dtype, dev = like.dtype, like.device
+        index = torch.arange(k, device=dev)
+        means = torch.full((k, dim), self.mu, dtype=dtype, device=dev)
+        means[index, index // 2] += self.offset * (1 - 2 * (index % 2)).to(dtype)
+        logvar = torch.full((k, dim), self.logvar, dtype=dtype, device=dev)
+        return means, logvar, torch.zeros((k,), dtype=dtype, device=dev)
 
     def sd(self, dim: int) -> float:
         """Root-mean-square standard deviation per unit, ``sqrt(trace(Cov) / D)``."""
