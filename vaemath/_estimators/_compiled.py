@@ -183,6 +183,8 @@ def _call(name: str, *args: Any) -> Any:
     """Run a compiled kernel; ``None`` (and one warning) if compiling fails."""
     if _FAILED:
         return None
+    # detached: dynamo would otherwise inspect the autograd state of saved outputs
+    args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
     try:
         with warnings.catch_warnings():
             # inductor's own imports warn about deprecated torch.jit APIs
