@@ -72,6 +72,7 @@ TOPICS = {
     "discrete": "Bernoulli and categorical KL",
     "mmd_uniform": "MMD to a uniform box",
     "engine": "The estimators' tile engine",
+    "dask": "dataset_decomposition on a dask cluster",
 }
 UNDERLINE = "-"
 SUBLINE = "~"
