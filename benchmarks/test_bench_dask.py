@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +41,10 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
+# the worker environment, one home: the scaling study that measured it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "scripts"))
+from dask_scaling import MALLOC_TRIM, worker_environ  # noqa: E402
+
 DIM = 10
 OP = "dataset_decomposition"
 CASES = [
@@ -46,30 +52,12 @@ CASES = [
     pytest.param(100_000, 4_000, True, id="100000x10 q4000"),
 ]
 TERMS = ("mutual_information", "total_correlation", "dimensionwise_kl")
-MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
-
-
-@contextlib.contextmanager
-def _worker_environ(malloc_trim: bool) -> Iterator[None]:
-    """Without the malloc trim: ``None`` in the nanny's configuration, and out of
-    this process's environment meanwhile (a nanny started before wrote it there,
-    and the worker processes inherit it)."""
-    if malloc_trim:
-        yield
-        return
-    saved = os.environ.pop(MALLOC_TRIM, None)
-    try:
-        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None}):
-            yield
-    finally:
-        if saved is not None:
-            os.environ[MALLOC_TRIM] = saved
 
 
 @contextlib.contextmanager
 def _local_cluster(*, malloc_trim: bool) -> Iterator[distributed.Client]:
     """Two single-threaded worker processes on 127.0.0.1 (HTTP server on a free port)."""
-    with _worker_environ(malloc_trim):
+    with worker_environ(malloc_trim):
         cluster = distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,

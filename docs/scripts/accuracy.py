@@ -42,6 +42,9 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import signed_logu, ulp_error, ulp_table  # noqa: E402
 
 import vaemath  # noqa: E402
 
@@ -53,11 +56,6 @@ LOG_2PI = math.log(2 * math.pi)
 Inputs = dict[str, np.ndarray]
 
 # -- input regions ----------------------------------------------------------------------
-
-
-def _signed_logu(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
-    """Random sign times a log-uniform magnitude in [10**lo, 10**hi]."""
-    return rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(lo, hi, n)
 
 
 def kl_regions(rng: np.random.Generator, n: int, prior: str) -> dict[str, Inputs]:
@@ -84,18 +82,18 @@ def kl_regions(rng: np.random.Generator, n: int, prior: str) -> dict[str, Inputs
     )
     pmu, plv = prior_params(2.0, 5.0)
     regions[r"small d: :math:`10^{-7} \le |d| \le 1`, :math:`\mu = m`"] = make(
-        _signed_logu(rng, -7, 0, n), np.zeros(n), pmu, plv
+        signed_logu(rng, -7, 0, n), np.zeros(n), pmu, plv
     )
     pmu, plv = prior_params(2.0, 5.0)
     regions[r"ordinary: :math:`|d| \le 5`, :math:`|\mu - m|/s \le 3`"] = make(
         rng.uniform(-5, 5, n), rng.uniform(-3, 3, n), pmu, plv
     )
     if prior == "standard":
-        mu, logvar = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
+        mu, logvar = signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
         pmu, plv = np.zeros(n), np.zeros(n)
     else:
-        mu, logvar = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
-        pmu, plv = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
+        mu, logvar = signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
+        pmu, plv = signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
     regions[r"extremes: :math:`|v|, |w| \le 30`, :math:`|\mu|, |m| \le 10^3`"] = {
         "mu": mu,
         "logvar": logvar,
@@ -114,9 +112,9 @@ def log_density_regions(rng: np.random.Generator, n: int) -> dict[str, Inputs]:
         "mu": mu,
         "logvar": logvar,
     }
-    mu = _signed_logu(rng, -3, 3, n)
+    mu = signed_logu(rng, -3, 3, n)
     regions[r"extremes: :math:`|v| \le 30`, :math:`|z|, |\mu| \le 10^3`"] = {
-        "z": _signed_logu(rng, -3, 3, n),
+        "z": signed_logu(rng, -3, 3, n),
         "mu": mu,
         "logvar": rng.uniform(-30, 30, n),
     }
@@ -318,20 +316,6 @@ def mvn_impls() -> dict[str, Callable[[Inputs], np.ndarray]]:
 # -- measuring --------------------------------------------------------------------------
 
 
-def ulp_error(computed: np.ndarray, exact: np.ndarray, dtype: type) -> np.ndarray:
-    """``|computed - exact| / spacing(exact)``, the spacing taken in ``dtype``."""
-    computed = np.asarray(computed, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        exact_rounded = np.abs(exact.astype(dtype))
-        spacing = np.spacing(exact_rounded).astype(np.float64)
-        err = np.abs(computed - exact) / spacing
-    # inf - inf is an exact match; a NaN or a non-finite output where the exact
-    # value is finite counts as an infinite error.
-    err[(computed == exact)] = 0.0
-    err[np.isnan(err)] = np.inf
-    return err
-
-
 def measure(
     regions: dict[str, Inputs],
     impls: dict[str, Callable[[Inputs], np.ndarray]],
@@ -349,40 +333,6 @@ def measure(
                 stats = {"max": float(np.max(err)), "median": float(np.median(err))}
                 result[name].setdefault(region, {})[dtype_name] = stats
     return result
-
-
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return "inf"
-    if x < 9.95:
-        return f"{x:.1f}"
-    if x < 1e4:
-        return f"{x:.0f}"
-    return f"{x:.1e}".replace("e+0", "e").replace("e+", "e")
-
-
-def rst_table(result: dict, caption: str) -> str:
-    lines = [
-        f".. list-table:: {caption}",
-        "   :header-rows: 1",
-        "   :widths: 34 30 9 9 9 9",
-        "",
-        "   * - implementation",
-        "     - region",
-        "     - float32 max",
-        "     - float32 median",
-        "     - float64 max",
-        "     - float64 median",
-    ]
-    for name, regions in result.items():
-        for i, (region, by_dtype) in enumerate(regions.items()):
-            lines.append(f"   * - {name if i == 0 else ''}")
-            lines.append(f"     - {region}")
-            for dtype_name in DTYPES:
-                stats = by_dtype[dtype_name]
-                lines.append(f"     - {_fmt(stats['max'])}")
-                lines.append(f"     - {_fmt(stats['median'])}")
-    return "\n".join(lines) + "\n"
 
 
 def cancellation_figure(out_dir: Path) -> Path:
@@ -437,7 +387,7 @@ def main(n: int = 2000, out_dir: Path = OUT, figure: bool = True) -> dict:
         ),
     }
     for stem, (result, caption) in tables.items():
-        (out_dir / f"{stem}.rst").write_text(rst_table(result, caption), encoding="utf-8")
+        (out_dir / f"{stem}.rst").write_text(ulp_table(result, caption), encoding="utf-8")
     if figure:
         cancellation_figure(out_dir)
     record = {

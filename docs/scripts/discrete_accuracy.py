@@ -53,6 +53,9 @@ import jax.numpy as jnp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import fmt_ulps, ulp_table  # noqa: E402
 
 import vaemath._discrete._working as working  # noqa: E402
 from vaemath._discrete import bernoulli_kl, categorical_kl  # noqa: E402
@@ -323,42 +326,6 @@ def measure(
     return result
 
 
-def _fmt(x: float) -> str:
-    if math.isnan(x):
-        return "--"
-    if not math.isfinite(x):
-        return "inf"
-    if x < 9.95:
-        return f"{x:.1f}"
-    if x < 1e4:
-        return f"{x:.0f}"
-    return f"{x:.1e}".replace("e+0", "e").replace("e+", "e")
-
-
-def rst_table(result: dict, caption: str) -> str:
-    lines = [
-        f".. list-table:: {caption}",
-        "   :header-rows: 1",
-        "   :widths: 34 30 9 9 9 9",
-        "",
-        "   * - implementation",
-        "     - region",
-        "     - float32 max",
-        "     - float32 median",
-        "     - float64 max",
-        "     - float64 median",
-    ]
-    for name, regions in result.items():
-        for i, (region, by_dtype) in enumerate(regions.items()):
-            lines.append(f"   * - {name if i == 0 else ''}")
-            lines.append(f"     - {region}")
-            for dtype_name in DTYPES:
-                stats = by_dtype[dtype_name]
-                lines.append(f"     - {_fmt(stats['max'])}")
-                lines.append(f"     - {_fmt(stats['median'])}")
-    return "\n".join(lines) + "\n"
-
-
 def backends_table(results: dict[str, dict]) -> str:
     """Max ulps over all regions, per function, implementation and dtype (vaemath only)."""
     lines = [
@@ -380,7 +347,7 @@ def backends_table(results: dict[str, dict]) -> str:
             for dtype_name in DTYPES:
                 values = [by_dtype[dtype_name]["max"] for by_dtype in regions.values()]
                 values = [v for v in values if not math.isnan(v)]
-                lines.append(f"     - {_fmt(max(values)) if values else '--'}")
+                lines.append(f"     - {fmt_ulps(max(values)) if values else '--'}")
     return "\n".join(lines) + "\n"
 
 
@@ -434,7 +401,7 @@ def main(n: int = 2000, out_dir: Path = OUT, figure: bool = True) -> dict:
     bern = measure(bern_regions, bernoulli_impls(), exact_bernoulli)
     cat = measure(cat_regions, categorical_impls(), exact_categorical)
     (out_dir / "discrete_accuracy_bernoulli.rst").write_text(
-        rst_table(
+        ulp_table(
             bern,
             r"error in ulps of :math:`\mathrm{KL}(\mathrm{Bern}(\sigma(a)) \,\|\, "
             r"\mathrm{Bern}(\sigma(b)))`",
@@ -442,7 +409,7 @@ def main(n: int = 2000, out_dir: Path = OUT, figure: bool = True) -> dict:
         encoding="utf-8",
     )
     (out_dir / "discrete_accuracy_categorical.rst").write_text(
-        rst_table(
+        ulp_table(
             cat,
             rf"error in ulps of the categorical KL, :math:`K = {K_CATEGORIES}` categories",
         ),

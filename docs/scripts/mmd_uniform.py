@@ -48,6 +48,9 @@ import jax.scipy.special  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import signed_logu, ulp_error, ulp_table  # noqa: E402
 
 import vaemath  # noqa: E402
 from vaemath._lib._compat import array_namespace  # noqa: E402
@@ -63,61 +66,6 @@ PREC = 256
 Impl = Callable[[np.ndarray], np.ndarray]
 
 
-def _signed_logu(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
-    return np.sign(rng.uniform(-1, 1, n)) * 10.0 ** rng.uniform(lo, hi, n)
-
-
-def ulp_error(computed: np.ndarray, exact: np.ndarray, dtype: type) -> np.ndarray:
-    """``|computed - exact| / spacing(exact)`` in ``dtype``; NaN or a wrong inf: inf.
-
-    ``exact`` is float64, or a pair ``(hi, lo)`` of float64 arrays with ``hi + lo``
-    the exact value to about 106 bits (so float64 results are measured to a
-    fraction of an ulp, not rounded to whole ulps by the reference).
-    """
-    hi, lo = exact if isinstance(exact, tuple) else (exact, np.zeros_like(exact))
-    computed = np.asarray(computed, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        spacing = np.spacing(np.abs(hi.astype(dtype))).astype(np.float64)
-        err = np.abs((computed - hi) - lo) / spacing
-    err[(computed == hi) & (lo == 0)] = 0.0
-    err[np.isnan(err)] = np.inf
-    return err
-
-
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return "inf"
-    if x < 9.95:
-        return f"{x:.1f}"
-    if x < 1e4:
-        return f"{x:.0f}"
-    return f"{x:.1e}".replace("e+0", "e").replace("e+", "e")
-
-
-def rst_table(result: dict, caption: str, first: str = "implementation") -> str:
-    lines = [
-        f".. list-table:: {caption}",
-        "   :header-rows: 1",
-        "   :widths: 34 30 9 9 9 9",
-        "",
-        f"   * - {first}",
-        "     - region",
-        "     - float32 max",
-        "     - float32 median",
-        "     - float64 max",
-        "     - float64 median",
-    ]
-    for name, regions in result.items():
-        for i, (region, by_dtype) in enumerate(regions.items()):
-            lines.append(f"   * - {name if i == 0 else ''}")
-            lines.append(f"     - {region}")
-            for dtype_name in DTYPES:
-                stats = by_dtype[dtype_name]
-                lines.append(f"     - {_fmt(stats['max'])}")
-                lines.append(f"     - {_fmt(stats['median'])}")
-    return "\n".join(lines) + "\n"
-
-
 # -- the error functions -----------------------------------------------------------------
 
 
@@ -125,7 +73,7 @@ def special_regions(rng: np.random.Generator, n: int) -> dict[str, dict[str, np.
     """Arguments per function and region (float64; rounded per dtype when measured)."""
     return {
         "erf": {
-            r":math:`10^{-30} \le |z| \le 1`": _signed_logu(rng, -30, 0, n),
+            r":math:`10^{-30} \le |z| \le 1`": signed_logu(rng, -30, 0, n),
             r":math:`1 < |z| \le 6`": np.sign(rng.uniform(-1, 1, n)) * rng.uniform(1, 6, n),
         },
         "erfc": {
@@ -472,7 +420,7 @@ def main(quick: bool = False, out_dir: Path = OUT, figure: bool = True) -> dict:
             regions[name], special_impls(name), lambda z, name=name: exact_special(name, z)
         )
         tables[f"mmd_uniform_{name}"] = result
-        text = rst_table(result, captions[name])
+        text = ulp_table(result, captions[name])
         (out_dir / f"mmd_uniform_{name}.rst").write_text(text, encoding="utf-8")
     terms = measure_terms(rng, max(n // 4, 10))
     tables["mmd_uniform_terms"] = terms
@@ -480,7 +428,7 @@ def main(quick: bool = False, out_dir: Path = OUT, figure: bool = True) -> dict:
         r"error of :math:`\log \mathbb E_y k` (the relative error of the expectation) in units "
         r"of :math:`\varepsilon \max(1, |\log \mathbb E_y k|)` of the dtype"
     )
-    text = rst_table(terms, caption)
+    text = ulp_table(terms, caption)
     (out_dir / "mmd_uniform_terms.rst").write_text(text, encoding="utf-8")
     if figure:
         make_figure(out_dir, quick)

@@ -433,7 +433,9 @@ def backward(
     logw_all = _log_weight_tile(weights, 0, m, n, dtype=dtype, dev=dev, xp=xp)
     if column_log_weights is not None:
         logw_all = (
-            column_log_weights[None, :] if logw_all is None else logw_all + column_log_weights
+            xp.broadcast_to(column_log_weights[None, :], (m, n))  # a view, no (M, N) copy
+            if logw_all is None
+            else logw_all + column_log_weights
         )
     if marginals:
         lqd_t = contiguous(xp.permute_dims(log_qd, (1, 0)), xp=xp)
@@ -460,8 +462,8 @@ def backward(
                 w = diff * diff
                 w *= nhp_k
                 w += nrm_k
-                if logw_all is not None:  # (M, N), or (1, N) for column weights alone
-                    w += logw_all[i0:i1, :] if logw_all.shape[0] > 1 else logw_all
+                if logw_all is not None:
+                    w += logw_all[i0:i1, :]
                 w -= lqd_t[d0:d1, i0:i1, None]
                 w = _softmax_inplace(w, xp=xp)  # softmax weights P_ijd
                 w *= gqd_t[d0:d1, i0:i1, None]

@@ -1,0 +1,74 @@
+"""Helpers shared by the accuracy scripts: errors in ulps and their rst tables.
+
+Imported by ``accuracy.py``, ``discrete_accuracy.py`` and ``mmd_uniform.py``
+(``make_all.py`` skips files whose name starts with ``_``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["fmt_ulps", "signed_logu", "ulp_error", "ulp_table"]
+
+DTYPE_NAMES = ("float32", "float64")
+
+
+def signed_logu(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` values of random sign, log-uniform in magnitude on ``[10**lo, 10**hi]``."""
+    return np.sign(rng.uniform(-1, 1, n)) * 10.0 ** rng.uniform(lo, hi, n)
+
+
+def ulp_error(computed: np.ndarray, exact, dtype: type) -> np.ndarray:
+    """``|computed - exact| / spacing(exact)`` in ``dtype``; NaN or a wrong inf: inf.
+
+    ``exact`` is float64, or a pair ``(hi, lo)`` of float64 arrays with ``hi + lo``
+    the exact value to about 106 bits (so float64 results are measured to a
+    fraction of an ulp, not rounded to whole ulps by the reference). ``inf - inf``
+    is an exact match.
+    """
+    hi, lo = exact if isinstance(exact, tuple) else (exact, np.zeros_like(exact))
+    computed = np.asarray(computed, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spacing = np.spacing(np.abs(hi.astype(dtype))).astype(np.float64)
+        err = np.abs((computed - hi) - lo) / spacing
+    err[(computed == hi) & (lo == 0)] = 0.0
+    err[np.isnan(err)] = np.inf
+    return err
+
+
+def fmt_ulps(x: float) -> str:
+    """An error in ulps for a table: one decimal below 10, then whole numbers, then 1e5."""
+    if not math.isfinite(x):
+        return "inf"
+    if x < 9.95:
+        return f"{x:.1f}"
+    if x < 1e4:
+        return f"{x:.0f}"
+    return f"{x:.1e}".replace("e+0", "e").replace("e+", "e")
+
+
+def ulp_table(result: dict, caption: str, first: str = "implementation") -> str:
+    """rst list-table of ``result[impl][region][dtype] = {"max", "median"}`` (float32, float64)."""
+    lines = [
+        f".. list-table:: {caption}",
+        "   :header-rows: 1",
+        "   :widths: 34 30 9 9 9 9",
+        "",
+        f"   * - {first}",
+        "     - region",
+        "     - float32 max",
+        "     - float32 median",
+        "     - float64 max",
+        "     - float64 median",
+    ]
+    for name, regions in result.items():
+        for i, (region, by_dtype) in enumerate(regions.items()):
+            lines.append(f"   * - {name if i == 0 else ''}")
+            lines.append(f"     - {region}")
+            for dtype_name in DTYPE_NAMES:
+                stats = by_dtype[dtype_name]
+                lines.append(f"     - {fmt_ulps(stats['max'])}")
+                lines.append(f"     - {fmt_ulps(stats['median'])}")
+    return "\n".join(lines) + "\n"
