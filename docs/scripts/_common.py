@@ -10,14 +10,9 @@ import math
 
 import numpy as np
 
-__all__ = ["fmt_ulps", "signed_logu", "ulp_error", "ulp_table"]
+__all__ = ["fmt_ulps", "ulp_error", "ulp_table"]
 
 DTYPE_NAMES = ("float32", "float64")
-
-
-def signed_logu(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
-    """``n`` values of random sign, log-uniform in magnitude on ``[10**lo, 10**hi]``."""
-    return np.sign(rng.uniform(-1, 1, n)) * 10.0 ** rng.uniform(lo, hi, n)
 
 
 def ulp_error(computed: np.ndarray, exact, dtype: type) -> np.ndarray:
@@ -39,7 +34,12 @@ def ulp_error(computed: np.ndarray, exact, dtype: type) -> np.ndarray:
 
 
 def fmt_ulps(x: float) -> str:
-    """An error in ulps for a table: one decimal below 10, then whole numbers, then 1e5."""
+    """An error in ulps for a table: one decimal below 10, then whole numbers, then 1e5.
+
+    NaN (not measured, e.g. an implementation unavailable there) is shown as ``--``.
+    """
+    if math.isnan(x):
+        return "--"
     if not math.isfinite(x):
         return "inf"
     if x < 9.95:

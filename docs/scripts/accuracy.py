@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import signed_logu, ulp_error, ulp_table  # noqa: E402
+from _common import ulp_error, ulp_table  # noqa: E402
 
 import vaemath  # noqa: E402
 
@@ -56,6 +56,11 @@ LOG_2PI = math.log(2 * math.pi)
 Inputs = dict[str, np.ndarray]
 
 # -- input regions ----------------------------------------------------------------------
+
+
+def _signed_logu(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    """Random sign times a log-uniform magnitude in [10**lo, 10**hi]."""
+    return rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(lo, hi, n)
 
 
 def kl_regions(rng: np.random.Generator, n: int, prior: str) -> dict[str, Inputs]:
@@ -82,18 +87,18 @@ def kl_regions(rng: np.random.Generator, n: int, prior: str) -> dict[str, Inputs
     )
     pmu, plv = prior_params(2.0, 5.0)
     regions[r"small d: :math:`10^{-7} \le |d| \le 1`, :math:`\mu = m`"] = make(
-        signed_logu(rng, -7, 0, n), np.zeros(n), pmu, plv
+        _signed_logu(rng, -7, 0, n), np.zeros(n), pmu, plv
     )
     pmu, plv = prior_params(2.0, 5.0)
     regions[r"ordinary: :math:`|d| \le 5`, :math:`|\mu - m|/s \le 3`"] = make(
         rng.uniform(-5, 5, n), rng.uniform(-3, 3, n), pmu, plv
     )
     if prior == "standard":
-        mu, logvar = signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
+        mu, logvar = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
         pmu, plv = np.zeros(n), np.zeros(n)
     else:
-        mu, logvar = signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
-        pmu, plv = signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
+        mu, logvar = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
+        pmu, plv = _signed_logu(rng, -3, 3, n), rng.uniform(-30, 30, n)
     regions[r"extremes: :math:`|v|, |w| \le 30`, :math:`|\mu|, |m| \le 10^3`"] = {
         "mu": mu,
         "logvar": logvar,
@@ -112,9 +117,9 @@ def log_density_regions(rng: np.random.Generator, n: int) -> dict[str, Inputs]:
         "mu": mu,
         "logvar": logvar,
     }
-    mu = signed_logu(rng, -3, 3, n)
+    mu = _signed_logu(rng, -3, 3, n)
     regions[r"extremes: :math:`|v| \le 30`, :math:`|z|, |\mu| \le 10^3`"] = {
-        "z": signed_logu(rng, -3, 3, n),
+        "z": _signed_logu(rng, -3, 3, n),
         "mu": mu,
         "logvar": rng.uniform(-30, 30, n),
     }

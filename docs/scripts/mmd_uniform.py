@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import signed_logu, ulp_error, ulp_table  # noqa: E402
+from _common import ulp_error, ulp_table  # noqa: E402
 
 import vaemath  # noqa: E402
 from vaemath._lib._compat import array_namespace  # noqa: E402
@@ -64,6 +64,11 @@ XP_TORCH = array_namespace(torch.zeros(0))
 PREC = 256
 
 Impl = Callable[[np.ndarray], np.ndarray]
+
+
+def signed_logu(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    """Random sign times a log-uniform magnitude in [10**lo, 10**hi]."""
+    return np.sign(rng.uniform(-1, 1, n)) * 10.0 ** rng.uniform(lo, hi, n)
 
 
 # -- the error functions -----------------------------------------------------------------

@@ -30,6 +30,8 @@ import torch
 from .._gaussian import neg_half_log_normaliser
 from .._lib._compat import torch_namespace
 from .._lib._helpers import Array, Namespace
+from ._groups import bound_margin
+from ._tiles import exp_floor, softmax_cut
 from ._weights import LogWeights
 
 __all__ = ["fused_backward", "fused_forward", "use_compiled"]
@@ -67,15 +69,14 @@ def prepare(
     joint_fix = xp.sum(bound) + xp.zeros_like(normb_t[0, :])
     if column_log_weights is not None and d > 1:
         joint_fix = joint_fix - (d - 1) * column_log_weights
-    tiny_log = math.log(float(xp.finfo(mu_t.dtype).smallest_normal))
     return _Prepared(
         mu_t,
         -0.5 * xp.exp(-lv_t),
         normb_t,
         bound,
         joint_fix,
-        tiny_log + 7.0,
-        math.exp(0.45 * tiny_log),
+        exp_floor(mu_t.dtype, xp=xp),
+        math.exp(-bound_margin(mu_t.dtype, xp=xp)),
     )
 
 
@@ -320,7 +321,7 @@ def compiled_backward(
     n = mu_t.shape[1]
     dtype = z_t.dtype
     b, c = _plan(m, n, d)
-    cut = torch.tensor(0.5 * math.log(float(torch.finfo(dtype).smallest_normal)), dtype=dtype)
+    cut = torch.tensor(softmax_cut(dtype, xp=torch_namespace()), dtype=dtype)
     gz = torch.zeros((d, m), dtype=dtype)
     gmu = torch.zeros((d, n), dtype=dtype)
     glv = torch.zeros((d, n), dtype=dtype)

@@ -53,9 +53,11 @@ __all__ = [
     "components",
     "contiguous",
     "density_tile",
+    "exp_floor",
     "exp_inplace",
     "forward",
     "log_marginals",
+    "softmax_cut",
     "tile_shape",
 ]
 
@@ -74,6 +76,16 @@ def tile_shape(m: int, n: int, d: int, rows: int | None = None) -> tuple[int, in
     return rows, dims
 
 
+def exp_floor(dtype: Any, *, xp: Namespace) -> float:
+    """The floor of :func:`exp_inplace`: ``log`` of the smallest normal number plus 7."""
+    return math.log(float(xp.finfo(dtype).smallest_normal)) + 7.0
+
+
+def softmax_cut(dtype: Any, *, xp: Namespace) -> float:
+    """The cut of :func:`_softmax_inplace`: ``log sqrt(smallest normal)``."""
+    return 0.5 * math.log(float(xp.finfo(dtype).smallest_normal))
+
+
 def exp_inplace(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
     """``exp(max(x, floor))`` for ``x <= 0``, overwriting the temporary ``x`` where possible.
 
@@ -84,7 +96,7 @@ def exp_inplace(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
     most ``e^floor`` (1e-35 in float32) to a sum that contains a 1, which is
     below rounding. The callers handle non-finite maxima separately.
     """
-    floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 7.0
+    floor = exp_floor(x.dtype, xp=xp)
     if functional:
         return xp.exp(xp.maximum(x, xp.asarray(floor, dtype=x.dtype, device=device(x))))
     if is_torch_namespace(xp):
@@ -106,7 +118,7 @@ def _softmax_inplace(x: Array, *, xp: Namespace) -> Array:
     flushing it to an exact zero keeps later products out of the subnormal
     range, where CPU arithmetic is an order of magnitude slower.
     """
-    cut = 0.5 * math.log(float(xp.finfo(x.dtype).smallest_normal))
+    cut = softmax_cut(x.dtype, xp=xp)
     if is_torch_namespace(xp):
         import torch
 
