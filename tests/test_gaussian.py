@@ -504,3 +504,106 @@ class TestMvnKL:
             _forward_substitution(L, b, xp=xp), _solve_tril(L, b, xp=xp), rtol=1e-12
         )
         np.testing.assert_allclose(L @ _forward_substitution(L, b, xp=xp), b, rtol=1e-12)
+
+
+class TestFloat32EagerKernel:
+    """The float32 kernels (max of two float64 lower bounds, in blocks) on the
+    values where such a kernel could go wrong: the crossover of the two bounds,
+    tiny and huge log-variances, inf / nan, more than one block, broadcasting."""
+
+    EDGE = np.array(
+        [
+            0.0,
+            1e-30,
+            -1e-30,
+            1e-9,
+            -1e-9,
+            3e-4,
+            -3e-4,
+            3.5e-4,
+            -3.5e-4,
+            4e-4,
+            -4e-4,
+            1e-3,
+            -1e-3,
+            0.75,
+            -0.75,
+            1.5,
+            -1.5,
+            20.0,
+            -20.0,
+            88.5,
+            89.3,
+            89.5,
+            -88.0,
+            -1e30,
+            1e30,
+        ],
+        dtype=np.float32,
+    )
+
+    def _exact(self, mu, lv):
+        return [_kl_mp(m, v, 0.0, 0.0) for m, v in zip(mu, lv)]
+
+    @pytest.mark.parametrize("library", ["numpy", "torch"])
+    def test_edges_against_mpmath(self, library):
+        rng = np.random.default_rng(5)
+        lv = np.concatenate([self.EDGE, rng.uniform(-4e-4, 4e-4, 3000).astype(np.float32)])
+        lv = np.concatenate([lv, np.geomspace(1e-12, 1e-2, 500).astype(np.float32)])
+        mu = np.zeros_like(lv)
+        mu[::3] = rng.uniform(-1e-5, 1e-5, mu[::3].size)
+        if library == "torch":
+            torch = pytest.importorskip("torch")
+            out = gaussian_kl(torch.from_numpy(mu), torch.from_numpy(lv)).numpy()
+        else:
+            out = gaussian_kl(mu, lv)
+        exact = self._exact(mu, lv)
+        finite = np.array([mpmath.isfinite(r) and abs(r) < 3.4e38 for r in exact])
+        err = ulp_error(out[finite], [r for r, f in zip(exact, finite) if f], np.float32)
+        assert err.max() <= 1.5, f"max {err.max():.2f} ulps at {lv[finite][err.argmax()]}"
+        assert np.all(np.isposinf(out[~finite]))
+
+    @pytest.mark.parametrize("library", ["numpy", "torch"])
+    def test_inf_nan_and_blocks(self, library):
+        n = 3 * (1 << 15) + 17  # three full blocks and a short one
+        rng = np.random.default_rng(6)
+        mu = rng.standard_normal(n).astype(np.float32)
+        lv = rng.uniform(-6, 6, n).astype(np.float32)
+        lv[:4] = [np.inf, -np.inf, np.nan, 0.0]
+        mu[4] = np.nan
+        mu[5] = np.inf
+        with np.errstate(all="ignore"):
+            ref = 0.5 * (mu.astype(np.float64) ** 2 + np.expm1(lv.astype(np.float64)) - lv)
+        ref[:2] = np.inf
+        if library == "torch":
+            torch = pytest.importorskip("torch")
+            out = gaussian_kl(torch.from_numpy(mu), torch.from_numpy(lv)).numpy()
+            bcast = gaussian_kl(torch.from_numpy(mu[:6].reshape(2, 3)), torch.from_numpy(lv[6:9]))
+            bcast = bcast.numpy()
+        else:
+            out = gaussian_kl(mu, lv)
+            bcast = gaussian_kl(mu[:6].reshape(2, 3), lv[6:9])
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+        np.testing.assert_array_equal(out[:2], [np.inf, np.inf])
+        assert out[5] == np.inf
+        np.testing.assert_allclose(out[6:], ref[6:], rtol=3e-7, atol=0)
+        full = 0.5 * (mu[:6].reshape(2, 3).astype(np.float64) ** 2 + np.expm1(lv[6:9]) - lv[6:9])
+        np.testing.assert_allclose(bcast, full, rtol=3e-7, equal_nan=True)
+
+    def test_torch_gradient_against_mpmath(self):
+        torch = pytest.importorskip("torch")
+        lv_np = np.concatenate([self.EDGE[:-2], np.geomspace(1e-12, 1.0, 200).astype(np.float32)])
+        lv_np = np.concatenate([lv_np, -lv_np])
+        mu = torch.zeros(lv_np.size, requires_grad=True)
+        lv = torch.from_numpy(lv_np).requires_grad_()
+        gaussian_kl(mu, lv).sum().backward()
+        exact = [mpmath.expm1(mpmath.mpf(float(v))) / 2 for v in lv_np]
+        finite = np.array([abs(r) < 3.4e38 for r in exact])
+        grad = lv.grad.numpy()[finite]
+        err = ulp_error(grad, [r for r, f in zip(exact, finite) if f], np.float32)
+        assert err.max() <= 1.0, f"max {err.max():.2f} ulps at {lv_np[finite][err.argmax()]}"
+        # double backward takes the differentiable expm1 form
+        lv2 = torch.tensor([0.3, -2.0], requires_grad=True)
+        (g,) = torch.autograd.grad(gaussian_kl(torch.zeros(2), lv2).sum(), lv2, create_graph=True)
+        (gg,) = torch.autograd.grad(g.sum(), lv2)
+        torch.testing.assert_close(gg, 0.5 * torch.exp(lv2.detach()))

@@ -27,7 +27,7 @@ from .._lib._helpers import (
     numpy_quiet,
     resolve,
 )
-from ._eager import eager_kl_standard
+from ._eager import eager_kl_standard, fast_kl_standard
 from ._expm1mx import half_expm1mx
 
 __all__ = [
@@ -75,7 +75,6 @@ def _is_zero(x: object) -> bool:
 # -- public functions ------------------------------------------------------------
 
 
-@numpy_quiet
 def gaussian_kl(
     mu: Array,
     logvar: Array,
@@ -142,6 +141,18 @@ def gaussian_kl(
     >>> float(gaussian_kl(np.array(0.5), np.log(0.01), 0.5, np.log(0.01)))
     0.0
     """
+    if _is_zero(prior_mu) and _is_zero(prior_logvar):
+        out = fast_kl_standard(mu, logvar)
+        if out is not None:
+            return out
+    return _gaussian_kl(mu, logvar, prior_mu, prior_logvar)
+
+
+@numpy_quiet
+def _gaussian_kl(
+    mu: Array, logvar: Array, prior_mu: Array | float, prior_logvar: Array | float
+) -> Array:
+    """:func:`gaussian_kl` after its fast path: resolve, check, compute."""
     if _is_zero(prior_mu) and _is_zero(prior_logvar):
         xp, (mu, logvar) = resolve({"mu": mu, "logvar": logvar})
         _check_broadcast({"mu": mu, "logvar": logvar})

@@ -1,4 +1,4 @@
-"""Native eager kernels for the standard-prior :func:`vaemath.gaussian_kl`.
+r"""Native eager kernels for the standard-prior :func:`vaemath.gaussian_kl`.
 
 The generic Array-API code in :mod:`._diag` allocates a fresh array for each
 of its ~20 elementwise steps. That is free under a compiler (``torch.compile``,
@@ -8,11 +8,16 @@ compute the same :math:`h(d)` of :mod:`._expm1mx` (same switch, same
 coefficients) with the same accuracy in few passes; they are listed, with what
 they mirror, in ``docs/fast_paths.inc`` (their timings: the benchmark tables).
 
-* torch (eager, float32/float64, any device): in-place Horner steps on two
-  scratch tensors, wrapped in an ``autograd.Function`` whose backward is the
-  analytic gradient written with ordinary (differentiable) torch ops.
-* NumPy float32: evaluated in cache-sized float64 blocks with the
-  ``WIDE_SERIES_SWITCH`` variant of :math:`h`, then rounded once to float32.
+* float32, torch (any device) and NumPy: evaluated in cache-sized float64
+  blocks as the maximum of two lower bounds of :math:`2h`
+  (``WIDE_LOWER_COEFFICIENTS``, ``WIDE_EXP_BIAS``): no switch, no ``where``, no
+  ``expm1`` (neither library vectorises it), no overflow test (float64 holds
+  every float32 :math:`e^d`), rounded once to float32. Under torch autograd
+  the same pass stores :math:`\tfrac12 \operatorname{expm1}(d)` for the
+  backward, which is then one product per input.
+* float64, torch: in-place Horner steps on two scratch tensors (the
+  coefficients and switch of :mod:`._expm1mx`); analytic backward written
+  with ordinary (differentiable) torch ops.
 
 Both are chosen only by type and dtype (never by values), and the generic path
 remains the reference they are tested against (``tests/test_gaussian.py``).
@@ -21,15 +26,16 @@ remains the reference they are tested against (``tests/test_gaussian.py``).
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
 
 from .._lib._compat import is_numpy_namespace, is_torch_namespace, torch_transformed
 from .._lib._helpers import Array, Namespace
-from ._expm1mx import SWITCH, WIDE_SERIES_SWITCH, poly_coefficients, taylor_coefficients
+from ._expm1mx import SWITCH, WIDE_EXP_BIAS, WIDE_LOWER_COEFFICIENTS, poly_coefficients
 
-__all__ = ["eager_kl_standard"]
+__all__ = ["eager_kl_standard", "fast_kl_standard"]
 
 _SWITCH2 = SWITCH * SWITCH
 
@@ -114,6 +120,117 @@ def _sum_to(grad: Any, shape: Any) -> Any:
     return out.reshape(shape)
 
 
+# -- float32: twice the KL in float64 blocks, from two lower bounds of 2h ---------
+
+_BLOCK = 1 << 15  # elements per block: each float64 scratch buffer is 256 KiB (in L2)
+_C0 = 2.0 * WIDE_LOWER_COEFFICIENTS[0]  # 2h >= d^2 (C0 + C1 d): 1/2 ...
+_C1 = 2.0 * WIDE_LOWER_COEFFICIENTS[1]  # ... and 1/6
+_ONE_BIAS = 1.0 + WIDE_EXP_BIAS  # 2h >= e^d - (1 + bias) - d, expm1(d) >= e^d - (1 + bias)
+# torch: d = +inf is clamped to a finite d whose exp still overflows, so that
+# e^d - 1 - d is inf, not inf - inf (torch.maximum propagates that nan; fmax,
+# which would not, is several times slower than maximum).
+_BIG = 1e300
+
+
+def _blocks(n: int) -> tuple[int, range]:
+    size = min(_BLOCK, max(n, 1))
+    return size, range(0, n, size)
+
+
+def _kl32_numpy(mu: Array, logvar: Array) -> Array:
+    """Standard-prior KL of float32 NumPy arrays (float64 blocks, one rounding)."""
+    if mu.shape == logvar.shape:
+        shape = mu.shape
+        mu_f, lv_f = mu.reshape(-1), logvar.reshape(-1)
+    else:
+        shape = np.broadcast_shapes(mu.shape, logvar.shape)
+        mu_f = np.broadcast_to(mu, shape).reshape(-1)
+        lv_f = np.broadcast_to(logvar, shape).reshape(-1)
+    out = np.empty(shape, dtype=np.float32)
+    flat = out.reshape(-1)
+    size, starts = _blocks(flat.size)
+    d, e, t = np.empty(size), np.empty(size), np.empty(size)
+    with np.errstate(all="ignore"):
+        for start in starts:
+            stop = min(start + size, flat.size)
+            if stop - start < size:  # the last, shorter block
+                d, e, t = d[: stop - start], e[: stop - start], t[: stop - start]
+            np.copyto(d, lv_f[start:stop])
+            np.exp(d, out=e)
+            e -= _ONE_BIAS
+            e -= d
+            np.multiply(d, _C1, out=t)
+            t += _C0
+            t *= d
+            t *= d
+            np.fmax(t, e, out=e)  # 2h; fmax: inf - inf = nan at d = +inf loses to inf
+            np.square(mu_f[start:stop], out=t, dtype=np.float64)
+            e += t
+            np.multiply(e, 0.5, out=flat[start:stop], casting="same_kind")
+    return out
+
+
+_WIDE: dict[Any, tuple[Any, Any]] = {}
+
+
+def _kl32_torch(mu: Any, logvar: Any, *, half_expm1: bool) -> tuple[Any, Any]:
+    """Standard-prior KL of float32 tensors, and ``expm1(logvar) / 2`` if asked.
+
+    The same steps as :func:`_kl32_numpy` (inputs must not require grad:
+    this runs under ``no_grad`` or inside the autograd Function). On CPU in
+    blocks; on an accelerator in one block (a Python loop would launch kernels
+    per block).
+    """
+    import torch
+
+    device = mu.device
+    if mu.shape == logvar.shape:
+        shape = mu.shape
+        mu_f, lv_f = mu.reshape(-1), logvar.reshape(-1)
+    else:
+        shape = torch.broadcast_shapes(mu.shape, logvar.shape)
+        mu_f, lv_f = mu.expand(shape).reshape(-1), logvar.expand(shape).reshape(-1)
+    out = torch.empty(shape, dtype=torch.float32, device=device)
+    flat = out.view(-1)
+    half = torch.empty_like(flat) if half_expm1 else None
+    n = flat.numel()
+    size, starts = _blocks(n) if device.type == "cpu" else (max(n, 1), range(0, n, max(n, 1)))
+    consts = _WIDE.get(device)
+    if consts is None:
+        consts = _WIDE[device] = (
+            torch.tensor(_C0, dtype=torch.float64, device=device),
+            torch.tensor(_C1, dtype=torch.float64, device=device),
+        )
+    c0, c1 = consts
+    d, e, t = (torch.empty(size, dtype=torch.float64, device=device) for _ in range(3))
+    for start in starts:
+        stop = min(start + size, n)
+        if stop - start < size:  # the last, shorter block
+            d, e, t = d[: stop - start], e[: stop - start], t[: stop - start]
+        whole = stop - start == n
+        d.copy_(lv_f if whole else lv_f[start:stop]).clamp_(max=_BIG)
+        torch.exp(d, out=e)
+        e.sub_(_ONE_BIAS)
+        if half is not None:
+            torch.maximum(e, d, out=t)  # expm1(d)
+            (half if whole else half[start:stop]).copy_(t.mul_(0.5))
+        e.sub_(d)
+        torch.addcmul(c0, d, c1, out=t)
+        t.mul_(d).mul_(d)
+        torch.maximum(t, e, out=e)  # 2h
+        t.copy_(mu_f if whole else mu_f[start:stop])
+        e.addcmul_(t, t)
+        (flat if whole else flat[start:stop]).copy_(e.mul_(0.5))
+    return out, (None if half is None else half.view(shape))
+
+
+def _lower_bound_path(x: Any) -> bool:
+    """float32 on CPU or CUDA takes :func:`_kl32_torch` (others lack float64 or speed)."""
+    import torch
+
+    return x.dtype == torch.float32 and x.device.type in ("cpu", "cuda")
+
+
 _KLFunction: Any = None
 
 
@@ -124,21 +241,28 @@ def _make_function() -> Any:
         """KL(N(mu, e^lv) || N(0, 1)) with an analytic backward."""
 
         @staticmethod
-        def forward(mu: Any, logvar: Any) -> Any:
-            return _torch_forward(mu, logvar)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(*inputs)
+        def forward(ctx: Any, mu: Any, logvar: Any) -> Any:
+            if _lower_bound_path(mu):
+                out, half = _kl32_torch(mu, logvar, half_expm1=ctx.needs_input_grad[1])
+            else:
+                out, half = _torch_forward(mu, logvar), None
+            ctx.save_for_backward(mu, logvar, half)
+            return out
 
         @staticmethod
         def backward(ctx: Any, grad: Any) -> Any:
-            mu, logvar = ctx.saved_tensors
+            mu, logvar, half = ctx.saved_tensors
             grad_mu = grad_logvar = None
             if ctx.needs_input_grad[0]:
                 grad_mu = _sum_to(grad * mu, mu.shape)
             if ctx.needs_input_grad[1]:
-                grad_logvar = _sum_to(0.5 * grad * torch.expm1(logvar), logvar.shape)
+                if half is None or torch.is_grad_enabled():
+                    # float64, or a double backward (create_graph=True): the
+                    # derivative must itself be differentiable in logvar.
+                    g = 0.5 * grad * torch.expm1(logvar)
+                else:
+                    g = grad * half
+                grad_logvar = _sum_to(g, logvar.shape)
             return grad_mu, grad_logvar
 
     return _StandardKL
@@ -164,58 +288,45 @@ def _kl_std_torch(mu: Any, logvar: Any) -> Any | None:
         if _KLFunction is None:
             _KLFunction = _make_function()
         return _KLFunction.apply(mu, logvar)
+    if _lower_bound_path(mu):
+        return _kl32_torch(mu, logvar, half_expm1=False)[0]
     with torch.no_grad():
         return _torch_forward(mu, logvar)
 
 
 # -- NumPy ------------------------------------------------------------------------
 
-_SERIES = taylor_coefficients(1)
-_BLOCK = 8192  # float64 scratch of 64 KiB per buffer: stays in L2.
-
 
 def _kl_std_numpy(mu: Array, logvar: Array) -> Array | None:
-    """Blocked float32 kernel for NumPy, or ``None`` for other dtypes."""
-    if mu.dtype != np.float32:
+    """The float32 NumPy kernel, or ``None`` for other dtypes (the generic path)."""
+    if mu.dtype != np.float32 or logvar.dtype != np.float32:
         return None
-    shape = np.broadcast_shapes(mu.shape, logvar.shape)
-    mu_b = np.broadcast_to(mu, shape).reshape(-1)
-    lv_b = np.broadcast_to(logvar, shape).reshape(-1)
-    out = np.empty(shape, dtype=np.float32)
-    flat = out.reshape(-1)
-    n = flat.size
-    size = min(_BLOCK, max(n, 1))
-    d = np.empty(size)
-    e = np.empty(size)
-    t = np.empty(size)
-    small = np.empty(size, dtype=bool)
-    with np.errstate(all="ignore"):
-        for start in range(0, n, size):
-            stop = min(start + size, n)
-            k = stop - start
-            twice = _block64(
-                mu_b[start:stop], lv_b[start:stop], d=d[:k], e=e[:k], t=t[:k], small=small[:k]
-            )
-            np.multiply(twice, 0.5, out=flat[start:stop], casting="same_kind")
-    return out
+    return _kl32_numpy(mu, logvar)
 
 
-def _block64(mu: Array, logvar: Array, *, d: Array, e: Array, t: Array, small: Array) -> Array:
-    """``2 KL`` for one block, in float64 scratch (all in place); returns ``e``."""
-    np.copyto(d, logvar)
-    np.minimum(d, np.finfo(np.float64).max, out=d)  # +inf -> max, keeps nan
-    # 2 h(d) = (exp(d) - 1) - d beyond WIDE_SERIES_SWITCH ...
-    np.exp(d, out=e)
-    e -= 1.0
-    e -= d
-    # ... and 2 d^2 (c0 + c1 d) below it (the Taylor series of g, degree 1).
-    np.multiply(d, 2.0 * _SERIES[1], out=t)
-    t += 2.0 * _SERIES[0]
-    np.square(d, out=d)
-    t *= d
-    np.less(d, WIDE_SERIES_SWITCH**2, out=small)
-    np.copyto(e, t, where=small)
-    np.copyto(d, mu)
-    d *= d  # exact: a float32 squared fits in float64
-    e += d
-    return e
+def fast_kl_standard(mu: Any, logvar: Any) -> Any | None:
+    """:func:`eager_kl_standard` before any namespace resolution, or ``None``.
+
+    Taken only for two plain arrays of one type (``numpy.ndarray`` or
+    ``torch.Tensor``), one float32/float64 dtype, one shape and one device:
+    there, resolving the namespace and checking the broadcast would find
+    nothing to convert or reject, and costs more than the kernel on small
+    inputs. Everything else returns ``None`` (the checked public path).
+    """
+    kind = type(mu)
+    if kind is not type(logvar):
+        return None
+    if kind is np.ndarray:
+        if mu.shape != logvar.shape:
+            return None
+        return _kl_std_numpy(mu, logvar)
+    torch = sys.modules.get("torch")
+    if (
+        torch is not None
+        and kind is torch.Tensor
+        and mu.shape == logvar.shape
+        and mu.dtype == logvar.dtype
+        and mu.device == logvar.device
+    ):
+        return _kl_std_torch(mu, logvar)
+    return None

@@ -10,7 +10,8 @@ more terms. At ``SWITCH = 0.75`` both stay within about 3 ulps.
 
 The coefficients of :math:`g` (float64: its Taylor series, float32 and
 narrower: a minimax fit) are defined here and nowhere else; the native eager
-kernels in :mod:`._eager` use these same coefficients and the same switch.
+kernels in :mod:`._eager` use these same coefficients and the same switch in
+float64, and in float32 the switch-free lower-bound form defined below.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .._lib._helpers import Array, Namespace
 
 __all__ = [
     "SWITCH",
-    "WIDE_SERIES_SWITCH",
+    "WIDE_EXP_BIAS",
+    "WIDE_LOWER_COEFFICIENTS",
     "half_expm1mx",
     "poly_coefficients",
     "poly_half_expm1mx",
@@ -53,11 +55,23 @@ def taylor_coefficients(degree: int) -> tuple[float, ...]:
 # Degree 15: truncation below 1e-17 relative on |d| < 0.75.
 _TAYLOR64 = taylor_coefficients(15)
 
-WIDE_SERIES_SWITCH = 3e-4
-"""For a float32 result computed in float64 (NumPy's eager kernel): below this
-``|d|`` the degree-1 series ``d^2 (1/4 + d/12)`` (truncation ``d^2/24 < 4e-9``
-relative), above it ``(exp(d) - 1 - d) / 2`` in float64, whose absolute error
-~2e-16 is < 0.01 float32 ulp of the result there."""
+WIDE_LOWER_COEFFICIENTS = taylor_coefficients(1)
+"""``(1/4, 1/12)``: for every real ``d``, ``d^2 (1/4 + d/12) <= h(d)`` (the
+Taylor polynomial of :math:`e^d - 1 - d` cut after an odd power is a lower
+bound: its remainder :math:`e^\\xi d^4 / 24` is positive)."""
+
+WIDE_EXP_BIAS = 2.0**-51
+"""For a float32 result computed in float64 (the eager float32 kernels):
+:math:`h(d) = \\tfrac12 \\max\\bigl(d^2 (\\tfrac12 + \\tfrac d6),\\;
+e^d - (1 + \\delta) - d\\bigr)` with this :math:`\\delta` (two ulps of 1).
+Both arguments are lower bounds of :math:`2h` (the second because
+:math:`\\delta` exceeds the error of a faithful float64 ``exp`` near 1), so
+the maximum is the better one, with no switch constant: the series wins
+only for :math:`|d| \\lesssim 3.5 \\cdot 10^{-4}`, where its truncation is
+below :math:`10^{-8}` relative, and the ``exp`` form's bias
+:math:`\\delta / 2h < 2 \\cdot 10^{-8}` wherever it wins: each is < 0.2
+float32 ulp. In the same way :math:`\\operatorname{expm1}(d) = \\max(d,\\;
+e^d - (1 + \\delta))` to < 0.3 float32 ulp (the gradient)."""
 
 
 def poly_coefficients(wide: bool) -> tuple[float, ...]:
