@@ -14,6 +14,7 @@ The reference is a float64 ``scipy.special.logsumexp`` over the full
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -75,20 +76,23 @@ def can_compile():
         return False
 
 
-@pytest.fixture(params=["numpy", "torch eager", "torch compiled"])
+@pytest.fixture(params=["numpy", "numpy compiled", "torch eager", "torch compiled"])
 def path(request, monkeypatch, can_compile):
-    """Each path, with chunks and tiles small enough to split this problem."""
-    if request.param == "torch compiled" and not can_compile:
+    """Each path, with chunks and tiles small enough to split this problem.
+
+    ``numpy compiled``: NumPy arrays through the fused torch kernels.
+    """
+    if request.param.endswith("compiled") and not can_compile:
         pytest.skip("torch.compile cannot build kernels on this machine (no C++ compiler?)")
     monkeypatch.setattr(_tiles, "_TILE_ELEMENTS", 256)
     monkeypatch.setattr(_compiled, "_TILE_TERMS", 16 * 16 * D)
     monkeypatch.setattr(_compiled, "_CHUNK", 16)
-    monkeypatch.setenv("VAEMATH_COMPILE", "1" if request.param == "torch compiled" else "0")
+    monkeypatch.setenv("VAEMATH_COMPILE", "1" if request.param.endswith("compiled") else "0")
     return request.param
 
 
 def run_forward(path, z, mu, logvar, weights, cw=None, **kw):
-    if path == "numpy":
+    if path.startswith("numpy"):
         xp, conv = numpy_namespace(), np.asarray
     else:
         xp, conv = torch_namespace(), torch.from_numpy
@@ -140,7 +144,7 @@ def test_float32_far_queries(path):
     z, mu, logvar, _ = problem(3)
     z[:4] = 9.0  # e^-40 to e^-60 below the bound: beyond float32's margin of 39
     w = WEIGHTS["uniform"]
-    if path == "numpy":
+    if path.startswith("numpy"):
         args = [np.asarray(a, dtype=np.float32) for a in (z, mu, logvar)]
         xp = numpy_namespace()
     else:
@@ -167,7 +171,7 @@ def test_nan_stays_in_its_row(path):
 @pytest.mark.parametrize("name", ["uniform", "mss"])
 @pytest.mark.parametrize("marginals", [True, False], ids=["marginals", "joint only"])
 def test_backward_matches_autograd_of_brute_force(path, name, marginals):
-    if path == "numpy":
+    if path.startswith("numpy"):
         pytest.skip("the backward pass serves torch autograd")
     z, mu, logvar, cw = problem(5)
     w = WEIGHTS[name]
@@ -250,3 +254,30 @@ def test_compiled_estimator_gradients_match_eager(monkeypatch, can_compile):
         grads[setting] = (mu.grad, lv.grad)
     for eager, fused in zip(grads["0"], grads["1"], strict=True):
         np.testing.assert_allclose(fused.numpy(), eager.numpy(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("setting", ["0", "1"])
+def test_numpy_takes_the_fused_kernels_only_when_asked(monkeypatch, can_compile, setting):
+    """NumPy arrays (read-only ones too) reach the torch kernels with ``VAEMATH_COMPILE=1``
+    and come back as NumPy arrays; with ``0`` the NumPy tiles run and torch is not called."""
+    if setting == "1" and not can_compile:
+        pytest.skip("torch.compile cannot build kernels on this machine")
+    monkeypatch.setenv("VAEMATH_COMPILE", setting)
+    calls = []
+    real = _compiled._call
+    monkeypatch.setattr(_compiled, "_call", lambda *a: calls.append(a[0]) or real(*a))
+    z, mu, logvar, _ = problem(8)
+    args = [np.asarray(a, dtype=np.float32) for a in (z, mu, logvar)]
+    for a in args:
+        a.flags.writeable = False
+    w = WEIGHTS["mss"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lq, lqd, _ = _tiles.forward(*args, w, xp=numpy_namespace())
+    assert type(lq) is np.ndarray
+    assert type(lqd) is np.ndarray
+    assert lq.dtype == lqd.dtype == np.float32
+    assert bool(calls) == (setting == "1")
+    ref_q, ref_qd = brute(*(np.asarray(a, dtype=np.float64) for a in args), w)
+    np.testing.assert_allclose(lq, ref_q, rtol=2e-6, atol=2e-5)
+    np.testing.assert_allclose(lqd, ref_qd, rtol=2e-6, atol=2e-5)

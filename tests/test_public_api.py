@@ -101,3 +101,19 @@ def test_assert_close_checks_the_device():
     assert_close(x, np.zeros(2), xp=xp, device="cpu")
     with pytest.raises(AssertionError, match="device"):
         assert_close(x, np.zeros(2), xp=xp, device="cuda")
+
+
+def test_no_module_exceeds_500_lines():
+    """The renovation's size rule: every module of the package is at most 500 lines."""
+    from pathlib import Path
+
+    import vaemath
+
+    root = Path(vaemath.__file__).parent
+    sizes = {
+        str(p.relative_to(root)): len(p.read_text(encoding="utf-8").splitlines())
+        for p in root.rglob("*.py")
+    }
+    assert sizes, "no modules found"
+    too_long = {name: n for name, n in sizes.items() if n > 500}
+    assert not too_long, f"modules over 500 lines: {too_long}"

@@ -9,7 +9,11 @@ to rounding and the tests compare them.
 
 When it runs: torch CPU tensors, not under ``functional`` (autodiff
 transforms), and ``M N D >= 2**25`` terms (below that, compiling costs more
-than it saves); ``VAEMATH_COMPILE=0`` turns it off, ``=1`` on for every size.
+than it saves). NumPy float32 / float64 arrays of that size take the same
+kernels when torch is installed (:func:`fused_forward_numpy`: zero-copy torch
+views in, NumPy arrays out; torch's intra-op threads, ``torch.set_num_threads``,
+set the parallelism), because NumPy alone runs one thread and one pass over
+the tile per elementwise step. ``VAEMATH_COMPILE=0`` turns it off, ``=1`` on for every size.
 Each distinct tile shape compiles once per process (seconds; inductor caches
 the kernels on disk for later processes). Tiles have a fixed shape (the last
 row and component blocks are padded), so a workload compiles a handful of
@@ -20,23 +24,22 @@ kernels. If compiling fails (no C++ compiler, an unsupported platform), a
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from .._gaussian import neg_half_log_normaliser
 from .._lib._compat import torch_namespace
 from .._lib._helpers import Array, Namespace
+from ._elementwise import exp_floor, fused_requested, softmax_cut
 from ._groups import bound_margin
-from ._tiles import exp_floor, softmax_cut
 from ._weights import LogWeights
 
-__all__ = ["fused_backward", "fused_forward", "use_compiled"]
+__all__ = ["fused_backward", "fused_forward", "fused_forward_numpy", "use_compiled"]
 
-_MIN_TERMS = 1 << 25
 _TILE_TERMS = 1 << 21
 _CHUNK = 4096
 _FAILED: list[str] = []
@@ -92,12 +95,9 @@ def diagonal_deltas(weights: LogWeights) -> list[tuple[int, float]]:
 
 def use_compiled(z: torch.Tensor, m: int, n: int, d: int) -> bool:
     """Whether the compiled tiles serve this problem (see the module docstring)."""
-    setting = os.environ.get("VAEMATH_COMPILE", "").strip()
-    if setting == "0" or _FAILED or z.device.type != "cpu":
+    if _FAILED or z.device.type != "cpu":
         return False
-    if setting == "1":
-        return True
-    return m * n * d >= _MIN_TERMS
+    return fused_requested(m * n * d)
 
 
 def _density(z_t, mu_t, nhp_t, normb_t):
@@ -445,3 +445,26 @@ def fused_backward(  # noqa: PLR0917 - private, one caller
         xp.permute_dims(glv, (1, 0)),
         gc,
     )
+
+
+def fused_forward_numpy(
+    z: Array, mu: Array, logvar: Array, weights: LogWeights, *,
+    column_log_weights: Array | None, **options: Any,
+) -> tuple[Array | None, Array | None, Array | None, Array | None] | None:  # fmt: skip
+    """:func:`fused_forward` (same ``options``) on NumPy arrays: torch views in, NumPy out.
+
+    ``None`` where the kernels do not serve (then the NumPy tiles run). Views
+    share memory with the inputs (read-only arrays are copied first: torch
+    tensors are writable); the results are the kernels' own buffers.
+    """
+
+    def view(x: Array | None) -> torch.Tensor | None:
+        return None if x is None else torch.from_numpy(np.require(x, requirements="W"))
+
+    out = fused_forward(
+        view(z), view(mu), view(logvar), weights,
+        column_log_weights=view(column_log_weights), **options,
+    )  # fmt: skip
+    if out is None:
+        return None
+    return tuple(None if x is None else x.numpy() for x in out)  # type: ignore[return-value]

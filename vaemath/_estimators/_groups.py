@@ -13,7 +13,8 @@ from typing import Any
 
 from .._lib._compat import device
 from .._lib._helpers import Array, Namespace
-from ._tiles import components, contiguous, density_tile, exp_inplace, tile_shape
+from ._elementwise import contiguous, exp_inplace
+from ._tiles import components, density_tile, tile_shape
 
 __all__ = ["bound_margin", "log_sums_by_group"]
 

@@ -39,6 +39,7 @@ neighbour ``j == (i + 1) mod N`` (``log_next``, MSS).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -46,18 +47,15 @@ from typing import Any, NamedTuple
 from .._gaussian import neg_half_log_normaliser
 from .._lib._compat import device, is_numpy_namespace, is_torch_namespace
 from .._lib._helpers import Array, Namespace
+from ._elementwise import contiguous, fused_requested, lse_last, softmax_inplace
 from ._weights import LogWeights
 
 __all__ = [
     "backward",
     "components",
-    "contiguous",
     "density_tile",
-    "exp_floor",
-    "exp_inplace",
     "forward",
     "log_marginals",
-    "softmax_cut",
     "tile_shape",
 ]
 
@@ -74,94 +72,6 @@ def tile_shape(m: int, n: int, d: int, rows: int | None = None) -> tuple[int, in
     rows = max(1, min(m, rows))
     dims = max(1, min(d, _TILE_ELEMENTS // (rows * max(n, 1))))
     return rows, dims
-
-
-def exp_floor(dtype: Any, *, xp: Namespace) -> float:
-    """The floor of :func:`exp_inplace`: ``log`` of the smallest normal number plus 7."""
-    return math.log(float(xp.finfo(dtype).smallest_normal)) + 7.0
-
-
-def softmax_cut(dtype: Any, *, xp: Namespace) -> float:
-    """The cut of :func:`_softmax_inplace`: ``log sqrt(smallest normal)``."""
-    return 0.5 * math.log(float(xp.finfo(dtype).smallest_normal))
-
-
-def exp_inplace(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
-    """``exp(max(x, floor))`` for ``x <= 0``, overwriting the temporary ``x`` where possible.
-
-    Arguments below ``floor`` (``log`` of the smallest normal number plus 7:
-    about -80 in float32, -701 in float64) are raised to it before ``exp``.
-    Their results would be subnormal or zero, which puts vectorised ``exp``
-    on a slow path (measured 5-12x slower on torch CPU); raised, each adds at
-    most ``e^floor`` (1e-35 in float32) to a sum that contains a 1, which is
-    below rounding. The callers handle non-finite maxima separately.
-    """
-    floor = exp_floor(x.dtype, xp=xp)
-    if functional:
-        return xp.exp(xp.maximum(x, xp.asarray(floor, dtype=x.dtype, device=device(x))))
-    if is_torch_namespace(xp):
-        return x.clamp_(min=floor).exp_()
-    if is_numpy_namespace(xp):
-        import numpy as np
-
-        np.maximum(x, floor, out=x)
-        return np.exp(x, out=x)
-    return xp.exp(xp.maximum(x, xp.asarray(floor, dtype=x.dtype, device=device(x))))
-
-
-def _softmax_inplace(x: Array, *, xp: Namespace) -> Array:
-    """``exp(x)`` for ``x <= 0`` with results below ``sqrt(smallest normal)`` set to 0.
-
-    Used for the softmax weights of the backward pass, which are multiplied by
-    upstream gradients and differences: a weight below ``1e-19`` (float32;
-    ``1e-154`` in float64) changes no gradient at working precision, and
-    flushing it to an exact zero keeps later products out of the subnormal
-    range, where CPU arithmetic is an order of magnitude slower.
-    """
-    cut = softmax_cut(x.dtype, xp=xp)
-    if is_torch_namespace(xp):
-        import torch
-
-        x = x.clamp_(min=cut).exp_()
-        return torch.nn.functional.threshold(x, 1.5 * math.exp(cut), 0.0, inplace=True)
-    if is_numpy_namespace(xp):
-        import numpy as np
-
-        np.maximum(x, cut, out=x)
-        np.exp(x, out=x)
-        x *= x > 1.5 * math.exp(cut)
-        return x
-    zero = xp.zeros((), dtype=x.dtype, device=device(x))
-    return xp.where(x > cut, xp.exp(xp.maximum(x, zero + cut)), zero)
-
-
-def contiguous(x: Array, *, xp: Namespace) -> Array:
-    """A row-major copy of a transposed view (faster tiles); no-op elsewhere."""
-    if is_torch_namespace(xp):
-        return x.contiguous()
-    if is_numpy_namespace(xp):
-        import numpy as np
-
-        return np.ascontiguousarray(x)
-    return x
-
-
-def _lse_last(x: Array, *, xp: Namespace, functional: bool = False) -> Array:
-    """Max-shifted log-sum-exp over the last axis; consumes the temporary ``x``.
-
-    Where the maximum is not finite (a slice of ``-inf``, a ``+inf``, a NaN)
-    the result is that maximum, which is the exact log-sum-exp there.
-    """
-    top = xp.max(x, axis=-1, keepdims=True)
-    finite = xp.isfinite(top)
-    m = xp.where(finite, top, xp.zeros_like(top))
-    if functional:
-        x = exp_inplace(x - m, xp=xp, functional=True)
-    else:
-        x -= m
-        x = exp_inplace(x, xp=xp)
-    out = xp.log(xp.sum(x, axis=-1)) + m[..., 0]
-    return xp.where(finite[..., 0], out, top[..., 0])
 
 
 def _log_weight_tile(
@@ -263,18 +173,19 @@ def forward(
     ``torch.func`` transforms and double backward, which differentiate the
     operations themselves).
 
-    Large problems on torch CPU tensors take the fused kernels of
-    :mod:`._compiled` (the same values to rounding); everything else the
-    generic tiles below.
+    Large problems on torch CPU tensors, and on NumPy arrays where torch is
+    installed, take the fused kernels of :mod:`._compiled` (the same values to
+    rounding); everything else the generic tiles below.
     """
     if keep_joint and not with_joint:
         msg = "keep_joint needs with_joint"
         raise ValueError(msg)
     fused = None
-    if not functional and is_torch_namespace(xp) and rows is None:
-        from ._compiled import fused_forward  # imports torch: only for torch inputs
+    if not functional and rows is None and _fusable(z, mu, xp=xp):
+        from ._compiled import fused_forward, fused_forward_numpy  # imports torch
 
-        fused = fused_forward(
+        run = fused_forward if is_torch_namespace(xp) else fused_forward_numpy
+        fused = run(
             z, mu, logvar, weights, with_joint=with_joint, with_marginals=with_marginals,
             keep_joint=keep_joint, column_log_weights=column_log_weights, progress=progress,
         )  # fmt: skip
@@ -297,6 +208,16 @@ def forward(
     if joint is not None:
         joint = joint + shift
     return lq, lqd, joint
+
+
+def _fusable(z: Array, mu: Array, *, xp: Namespace) -> bool:
+    """Whether :mod:`._compiled` may serve: torch tensors; large NumPy float arrays with torch."""
+    if is_torch_namespace(xp):
+        return True
+    if not is_numpy_namespace(xp) or str(z.dtype) not in {"float32", "float64"}:
+        return False
+    m, d = z.shape
+    return fused_requested(m * mu.shape[0] * d) and importlib.util.find_spec("torch") is not None
 
 
 def _generic_forward(
@@ -345,14 +266,14 @@ def _generic_forward(
             if with_marginals:
                 if logw is not None:
                     dens = dens + logw if functional else _iadd(dens, logw)
-                marg.append(_lse_last(dens, xp=xp, functional=functional))
+                marg.append(lse_last(dens, xp=xp, functional=functional))
         if joint is not None:
             if logw is not None:
                 joint = joint + logw if functional else _iadd(joint, logw)
             if keep_joint:
                 joint_rows.append(joint)
                 joint = xp.asarray(joint, copy=True)
-            log_q.append(_lse_last(joint, xp=xp, functional=functional))
+            log_q.append(lse_last(joint, xp=xp, functional=functional))
         if with_marginals:
             log_qd.append(xp.concat(marg, axis=0))
         if progress is not None:
@@ -440,7 +361,7 @@ def backward(
     comp = components(mu, logvar, weights.log_other if weights.uniform else 0.0, xp=xp)
     z_t = contiguous(xp.permute_dims(z, (1, 0)), xp=xp)
     # Joint softmax weights times upstream gradient: an (M, N) matrix, O(M N).
-    joint_weight = grad_q[:, None] * _softmax_inplace(joint - log_q[:, None], xp=xp)
+    joint_weight = grad_q[:, None] * softmax_inplace(joint - log_q[:, None], xp=xp)
     grad_c = xp.sum(joint_weight, axis=0)
     logw_all = _log_weight_tile(weights, 0, m, n, dtype=dtype, dev=dev, xp=xp)
     if column_log_weights is not None:
@@ -477,7 +398,7 @@ def backward(
                 if logw_all is not None:
                     w += logw_all[i0:i1, :]
                 w -= lqd_t[d0:d1, i0:i1, None]
-                w = _softmax_inplace(w, xp=xp)  # softmax weights P_ijd
+                w = softmax_inplace(w, xp=xp)  # softmax weights P_ijd
                 w *= gqd_t[d0:d1, i0:i1, None]
                 if column_log_weights is not None:
                     grad_c = grad_c + xp.sum(w, axis=(0, 1))
