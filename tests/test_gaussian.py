@@ -565,7 +565,9 @@ class TestFloat32EagerKernel:
 
     @pytest.mark.parametrize("library", ["numpy", "torch"])
     def test_inf_nan_and_blocks(self, library):
-        n = 3 * (1 << 15) + 17  # three full blocks and a short one
+        from vaemath._gaussian import _eager
+
+        n = 3 * _eager._BLOCK + 17  # three full blocks and a short one
         rng = np.random.default_rng(6)
         mu = rng.standard_normal(n).astype(np.float32)
         lv = rng.uniform(-6, 6, n).astype(np.float32)
