@@ -563,6 +563,48 @@ class TestFloat32EagerKernel:
         assert err.max() <= 1.5, f"max {err.max():.2f} ulps at {lv[finite][err.argmax()]}"
         assert np.all(np.isposinf(out[~finite]))
 
+    def test_numpy_via_torch_loop(self, monkeypatch):
+        """Large float32 NumPy arrays on a CPU without a vector float64 exp run the
+        torch loop: same ulps against mpmath, read-only inputs untouched; the
+        NumPy loop elsewhere and below the size threshold."""
+        torch = pytest.importorskip("torch")
+        from vaemath._gaussian import _eager
+
+        calls = []
+        real = _eager._kl32_torch
+
+        def spy(mu, logvar, **kw):
+            calls.append((type(mu), mu.shape))
+            return real(mu, logvar, **kw)
+
+        monkeypatch.setattr(_eager, "_kl32_torch", spy)
+        rng = np.random.default_rng(8)
+        lv = np.concatenate([self.EDGE, rng.uniform(-4e-4, 4e-4, 1000).astype(np.float32)])
+        lv = np.concatenate([lv, rng.uniform(-9, 9, 1000).astype(np.float32)])
+        mu = rng.standard_normal(lv.size).astype(np.float32)
+        mu[::3] = 0.0
+        reps = -(-_eager.MIN_TORCH_ELEMENTS // lv.size)
+        big_mu, big_lv = np.tile(mu, (reps, 1)), np.tile(lv, (reps, 1))
+        big_lv.flags.writeable = False
+        before = big_lv.copy()
+
+        monkeypatch.setattr(_eager, "_numpy_exp64_vectorised", lambda: False)
+        out = gaussian_kl(big_mu, big_lv)
+        assert calls == [(torch.Tensor, big_mu.shape)]
+        assert isinstance(out, np.ndarray)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(big_lv, before)
+        exact = self._exact(mu, lv)
+        finite = np.array([mpmath.isfinite(r) and abs(r) < 3.4e38 for r in exact])
+        for row in (0, reps - 1):
+            err = ulp_error(out[row][finite], [r for r, f in zip(exact, finite) if f], np.float32)
+            assert err.max() <= 1.5, f"max {err.max():.2f} ulps at {lv[finite][err.argmax()]}"
+            assert np.all(np.isposinf(out[row][~finite]))
+        gaussian_kl(mu, lv)  # below the threshold: the NumPy loop
+        monkeypatch.setattr(_eager, "_numpy_exp64_vectorised", lambda: True)
+        np.testing.assert_array_max_ulp(gaussian_kl(big_mu, big_lv), out, maxulp=1)
+        assert len(calls) == 1
+
     @pytest.mark.parametrize("library", ["numpy", "torch"])
     def test_inf_nan_and_blocks(self, library):
         from vaemath._gaussian import _eager

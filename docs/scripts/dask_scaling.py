@@ -13,7 +13,8 @@
   first), ``REPEATS`` interleaved runs of each; with the largest relative
   difference of the three terms from the NumPy values (same seed, same
   samples). The load average of the machine is recorded with them: on a shared
-  machine, rerun when it is idle.
+  machine, rerun when it is idle. Every process runs single-threaded
+  (``OMP_NUM_THREADS=1``, which torch's fused engine kernels follow too).
 
 Writes ``docs/_generated/dask_scaling.rst``. Run from the repository root
 (about 5 minutes on two idle cores)::
@@ -307,9 +308,10 @@ def main(
         ".. timing table (docs/dask.rst includes the two parts separately)",
         "",
         *list_table(time_title, TIME_HEADER, times),
-        f"Measured on {os.cpu_count()} CPU cores ({platform.machine()}, "
+        f"Measured on {os.cpu_count()} CPU cores ({_cpu_model()}, {platform.machine()}, "
         f"{platform.python_implementation()} {platform.python_version()}, NumPy "
-        f"{np.__version__}, dask {dask.__version__}, distributed {distributed.__version__}); "
+        f"{np.__version__}, {_engine()}, dask {dask.__version__}, "
+        f"distributed {distributed.__version__}); "
         f"1-minute load average {load_before:.1f} before and {load_after:.1f} after the "
         f"runs. Script run time {elapsed:.0f} s.",
         "",
@@ -317,6 +319,24 @@ def main(
     path = out_dir / "dask_scaling.rst"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "CPU model unknown"
+
+
+def _engine() -> str:
+    """Which kernels the NumPy blocks ran: torch's fused ones (single-threaded) or NumPy's."""
+    try:
+        import torch
+    except ImportError:
+        return "NumPy tile engine (torch not installed)"
+    return f"fused kernels of torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
 
 
 if __name__ == "__main__":

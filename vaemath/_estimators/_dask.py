@@ -2,8 +2,9 @@ r""":func:`dataset_decomposition` on dask arrays: one lazy graph of blocks.
 
 The ``(M, N)`` pairs of query rows and mixture components are cut into blocks
 of query rows times blocks of components (the row chunks of ``mu``). Each
-block is one task running the NumPy tile engine (:func:`_tiles.forward`) on
-its NumPy chunks, which returns per-row partial log-sums
+block is one task running the engine of a NumPy call (:func:`_tiles.forward`:
+the fused kernels for large float blocks where torch is installed, NumPy's
+tiles otherwise) on its NumPy chunks, which returns per-row partial log-sums
 
 .. math::
 

@@ -14,17 +14,21 @@ they mirror, in ``docs/fast_paths.inc`` (their timings: the benchmark tables).
   ``expm1`` (neither library vectorises it), no overflow test (float64 holds
   every float32 :math:`e^d`), rounded once to float32. Under torch autograd
   the same pass stores :math:`\tfrac12 \operatorname{expm1}(d)` for the
-  backward, which is then one product per input.
+  backward, which is then one product per input. NumPy arrays of at least
+  ``MIN_TORCH_ELEMENTS`` run the torch loop on zero-copy views where torch is
+  installed and NumPy's float64 ``exp`` is not vectorised (no AVX-512F).
 * float64, torch: in-place Horner steps on two scratch tensors (the
   coefficients and switch of :mod:`._expm1mx`); analytic backward written
   with ordinary (differentiable) torch ops.
 
-Both are chosen only by type and dtype (never by values), and the generic path
+They are chosen only by type, dtype, size and the CPU (never by values), and the generic path
 remains the reference they are tested against (``tests/test_gaussian.py``).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import sys
 from typing import Any
@@ -286,11 +290,70 @@ def _kl_std_torch(mu: Any, logvar: Any) -> Any | None:
 # -- NumPy ------------------------------------------------------------------------
 
 
+MIN_TORCH_ELEMENTS = 1 << 16
+"""Fewest elements for which a float32 NumPy KL may run :func:`_kl32_torch`.
+
+Below it torch's per-operation overhead exceeds what its vectorised float64
+``exp`` saves (see :func:`_numpy_exp64_vectorised`).
+"""
+
+
+@functools.cache
+def _numpy_exp64_vectorised() -> bool:
+    """Whether NumPy's float64 ``exp`` runs its SIMD loop on this CPU.
+
+    NumPy's float64 ``exp`` is a vector loop only in its AVX-512 builds of the
+    ufunc (x86-64-v4); its other builds (AVX2 x86, Arm) call libm per element,
+    2-3 times slower than torch's vector loop (the ``float64 exp`` row of the
+    KL benchmarks measures it). Read from NumPy's dispatch table
+    (:func:`numpy.lib.introspect.opt_func_info`), so the choice depends on the
+    machine, never on the values or on timing; unknown counts as vectorised
+    (NumPy's own loop runs).
+    """
+    try:
+        from numpy.lib.introspect import opt_func_info
+
+        info = opt_func_info(func_name="^exp$", signature="float64")
+        current = str(next(iter(info["exp"].values()))["current"])
+    except (ImportError, KeyError, StopIteration, TypeError):  # pragma: no cover
+        return True
+    return "X86_V4" in current or "AVX512" in current
+
+
+@functools.cache
+def _torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def _kl32_numpy_via_torch(mu: Array, logvar: Array) -> Array | None:
+    """:func:`_kl32_torch` on zero-copy torch views of NumPy arrays, or ``None``.
+
+    Taken for same-shape float32 arrays of at least :data:`MIN_TORCH_ELEMENTS`
+    where torch is installed and NumPy's float64 ``exp`` is not vectorised: the
+    same steps as :func:`_kl32_numpy` (same bounds, same single rounding), with
+    torch's float64 ``exp``. Read-only arrays are copied first (torch tensors
+    are writable).
+    """
+    if (
+        mu.shape != logvar.shape
+        or mu.size < MIN_TORCH_ELEMENTS
+        or _numpy_exp64_vectorised()
+        or not _torch_installed()
+    ):
+        return None
+    import torch
+
+    views = [torch.from_numpy(np.require(x, requirements="W")) for x in (mu, logvar)]
+    with torch.no_grad():
+        return _kl32_torch(*views, half_expm1=False)[0].numpy()
+
+
 def _kl_std_numpy(mu: Array, logvar: Array) -> Array | None:
     """The float32 NumPy kernel, or ``None`` for other dtypes (the generic path)."""
     if mu.dtype != np.float32 or logvar.dtype != np.float32:
         return None
-    return _kl32_numpy(mu, logvar)
+    out = _kl32_numpy_via_torch(mu, logvar)
+    return _kl32_numpy(mu, logvar) if out is None else out
 
 
 def fast_kl_standard(mu: Any, logvar: Any) -> Any | None:
