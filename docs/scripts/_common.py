@@ -6,7 +6,10 @@ Imported by ``accuracy.py``, ``discrete_accuracy.py`` and ``mmd_uniform.py``
 
 from __future__ import annotations
 
+import contextlib
 import math
+import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -72,3 +75,21 @@ def ulp_table(result: dict, caption: str, first: str = "implementation") -> str:
                 lines.append(f"     - {fmt_ulps(stats['max'])}")
                 lines.append(f"     - {fmt_ulps(stats['median'])}")
     return "\n".join(lines) + "\n"
+
+
+def list_table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of an RST ``list-table`` (a header row, then ``rows``), blank-terminated."""
+    lines = [f".. list-table:: {title}", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        lines.append(f"   * - {row[0]}")
+        lines.extend(f"     - {cell}" for cell in row[1:])
+    return [*lines, ""]
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "CPU model unknown"

@@ -48,6 +48,8 @@ from dask.highlevelgraph import HighLevelGraph  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from _common import cpu_model, list_table  # noqa: E402
+
 import vaemath  # noqa: E402
 from vaemath._estimators import _dask, _tiles  # noqa: E402
 from vaemath._estimators._dataset import sample_queries  # noqa: E402
@@ -268,14 +270,6 @@ def timing_rows(
     return rows
 
 
-def list_table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = [f".. list-table:: {title}", "   :header-rows: 1", ""]
-    for row in [header, *rows]:
-        lines.append(f"   * - {row[0]}")
-        lines.extend(f"     - {cell}" for cell in row[1:])
-    return [*lines, ""]
-
-
 def main(
     out_dir: Path = OUT,
     *,
@@ -308,7 +302,7 @@ def main(
         ".. timing table (docs/dask.rst includes the two parts separately)",
         "",
         *list_table(time_title, TIME_HEADER, times),
-        f"Measured on {os.cpu_count()} CPU cores ({_cpu_model()}, {platform.machine()}, "
+        f"Measured on {os.cpu_count()} CPU cores ({cpu_model()}, {platform.machine()}, "
         f"{platform.python_implementation()} {platform.python_version()}, NumPy "
         f"{np.__version__}, {_engine()}, dask {dask.__version__}, "
         f"distributed {distributed.__version__}); "
@@ -319,15 +313,6 @@ def main(
     path = out_dir / "dask_scaling.rst"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-
-def _cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "CPU model unknown"
 
 
 def _engine() -> str:
