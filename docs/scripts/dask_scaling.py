@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 from dask.highlevelgraph import HighLevelGraph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]  # vaemath, _common
 
 from _common import cpu_model, list_table  # noqa: E402
 
