@@ -281,3 +281,24 @@ def test_numpy_takes_the_fused_kernels_only_when_asked(monkeypatch, can_compile,
     ref_q, ref_qd = brute(*(np.asarray(a, dtype=np.float64) for a in args), w)
     np.testing.assert_allclose(lq, ref_q, rtol=2e-6, atol=2e-5)
     np.testing.assert_allclose(lqd, ref_qd, rtol=2e-6, atol=2e-5)
+
+
+def test_numpy_fused_kernels_take_any_layout(monkeypatch, can_compile):
+    """Reversed (negative-stride) and strided NumPy inputs reach the torch kernels too
+    (torch.from_numpy rejects negative strides: they are copied) and give the NumPy value."""
+    if not can_compile:
+        pytest.skip("torch.compile cannot build kernels on this machine")
+    monkeypatch.setenv("VAEMATH_COMPILE", "1")
+    calls = []
+    real = _compiled._call
+    monkeypatch.setattr(_compiled, "_call", lambda *a: calls.append(a[0]) or real(*a))
+    z, mu, logvar, _ = problem(8)
+    plain = [np.asarray(a, dtype=np.float32) for a in (z, mu, logvar)]
+    w = WEIGHTS["mss"]
+    for layout in (lambda a: a[::-1], lambda a: np.asfortranarray(a)[:, ::-1]):
+        args = [layout(a) for a in plain]
+        lq, lqd, _ = _tiles.forward(*args, w, xp=numpy_namespace())
+        ref_q, ref_qd = brute(*(np.asarray(a, dtype=np.float64) for a in args), w)
+        np.testing.assert_allclose(lq, ref_q, rtol=2e-6, atol=2e-5)
+        np.testing.assert_allclose(lqd, ref_qd, rtol=2e-6, atol=2e-5)
+    assert len(calls) == 2

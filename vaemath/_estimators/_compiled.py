@@ -28,11 +28,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from .._gaussian import neg_half_log_normaliser
-from .._lib._compat import torch_namespace
+from .._lib._compat import torch_namespace, torch_view
 from .._lib._helpers import Array, Namespace
 from ._elementwise import exp_floor, fused_requested, softmax_cut
 from ._groups import bound_margin
@@ -454,12 +453,12 @@ def fused_forward_numpy(
     """:func:`fused_forward` (same ``options``) on NumPy arrays: torch views in, NumPy out.
 
     ``None`` where the kernels do not serve (then the NumPy tiles run). Views
-    share memory with the inputs (read-only arrays are copied first: torch
-    tensors are writable); the results are the kernels' own buffers.
+    share memory with the inputs (read-only and reversed arrays are copied
+    first: :func:`torch_view`); the results are the kernels' own buffers.
     """
 
     def view(x: Array | None) -> torch.Tensor | None:
-        return None if x is None else torch.from_numpy(np.require(x, requirements="W"))
+        return None if x is None else torch_view(x)
 
     out = fused_forward(
         view(z), view(mu), view(logvar), weights,

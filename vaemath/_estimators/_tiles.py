@@ -39,13 +39,12 @@ neighbour ``j == (i + 1) mod N`` (``log_next``, MSS).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .._gaussian import neg_half_log_normaliser
-from .._lib._compat import device, is_numpy_namespace, is_torch_namespace
+from .._lib._compat import device, is_numpy_namespace, is_torch_namespace, torch_installed
 from .._lib._helpers import Array, Namespace
 from ._elementwise import contiguous, fused_requested, lse_last, softmax_inplace
 from ._weights import LogWeights
@@ -217,7 +216,7 @@ def _fusable(z: Array, mu: Array, *, xp: Namespace) -> bool:
     if not is_numpy_namespace(xp) or str(z.dtype) not in {"float32", "float64"}:
         return False
     m, d = z.shape
-    return fused_requested(m * mu.shape[0] * d) and importlib.util.find_spec("torch") is not None
+    return fused_requested(m * mu.shape[0] * d) and torch_installed()
 
 
 def _generic_forward(

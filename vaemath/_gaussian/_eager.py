@@ -28,14 +28,19 @@ remains the reference they are tested against (``tests/test_gaussian.py``).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import sys
 from typing import Any
 
 import numpy as np
 
-from .._lib._compat import is_numpy_namespace, is_torch_namespace, torch_transformed
+from .._lib._compat import (
+    is_numpy_namespace,
+    is_torch_namespace,
+    torch_installed,
+    torch_transformed,
+    torch_view,
+)
 from .._lib._helpers import Array, Namespace
 from ._expm1mx import SWITCH, WIDE_EXP_BIAS, WIDE_LOWER_COEFFICIENTS, poly_coefficients
 
@@ -320,32 +325,26 @@ def _numpy_exp64_vectorised() -> bool:
     return "X86_V4" in current or "AVX512" in current
 
 
-@functools.cache
-def _torch_installed() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
 def _kl32_numpy_via_torch(mu: Array, logvar: Array) -> Array | None:
     """:func:`_kl32_torch` on zero-copy torch views of NumPy arrays, or ``None``.
 
     Taken for same-shape float32 arrays of at least :data:`MIN_TORCH_ELEMENTS`
     where torch is installed and NumPy's float64 ``exp`` is not vectorised: the
     same steps as :func:`_kl32_numpy` (same bounds, same single rounding), with
-    torch's float64 ``exp``. Read-only arrays are copied first (torch tensors
-    are writable).
+    torch's float64 ``exp``. Read-only and reversed arrays are copied first
+    (:func:`torch_view`).
     """
     if (
         mu.shape != logvar.shape
         or mu.size < MIN_TORCH_ELEMENTS
         or _numpy_exp64_vectorised()
-        or not _torch_installed()
+        or not torch_installed()
     ):
         return None
     import torch
 
-    views = [torch.from_numpy(np.require(x, requirements="W")) for x in (mu, logvar)]
     with torch.no_grad():
-        return _kl32_torch(*views, half_expm1=False)[0].numpy()
+        return _kl32_torch(torch_view(mu), torch_view(logvar), half_expm1=False)[0].numpy()
 
 
 def _kl_std_numpy(mu: Array, logvar: Array) -> Array | None:

@@ -6,6 +6,8 @@ compatibility layer (or a vendored copy) touches one file.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from types import ModuleType
 from typing import Any
 
@@ -86,6 +88,26 @@ def is_array_api_strict_namespace(xp: ModuleType) -> bool:
     return xp.__name__ == "array_api_strict"
 
 
+@functools.cache
+def torch_installed() -> bool:
+    """Whether torch can be imported here (looked up once, without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_view(x: Any) -> Any:
+    """A NumPy array as a torch tensor sharing its memory, or as a copy where torch cannot.
+
+    ``torch.from_numpy`` shares memory but rejects negative strides and warns on
+    read-only arrays (its tensors are writable); those are copied (C order) first.
+    """
+    import numpy as np
+    import torch
+
+    if not x.flags.writeable or any(s < 0 for s in x.strides):
+        x = np.array(x, order="C")
+    return torch.from_numpy(x)
+
+
 __all__ = [
     "array_namespace",
     "device",
@@ -99,6 +121,8 @@ __all__ = [
     "is_torch_array",
     "is_torch_namespace",
     "numpy_namespace",
+    "torch_installed",
     "torch_namespace",
     "torch_transformed",
+    "torch_view",
 ]
