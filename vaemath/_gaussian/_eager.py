@@ -14,7 +14,9 @@ they mirror, in ``docs/fast_paths.inc`` (their timings: the benchmark tables).
   ``expm1`` (neither library vectorises it), no overflow test (float64 holds
   every float32 :math:`e^d`), rounded once to float32. Under torch autograd
   the same pass stores :math:`\tfrac12 \operatorname{expm1}(d)` for the
-  backward, which is then one product per input. NumPy arrays of at least
+  backward, which is then one product per input. At most ``_FEW`` elements
+  of one shape run the same steps as the fewest library calls (each call's
+  fixed cost is the time there). NumPy arrays of at least
   ``MIN_TORCH_ELEMENTS`` run the torch loop on zero-copy views where torch is
   installed and NumPy's float64 ``exp`` is not vectorised (no AVX-512F).
 * float64, torch: in-place Horner steps on two scratch tensors (the
@@ -132,6 +134,9 @@ def _sum_to(grad: Any, shape: Any) -> Any:
 # -- float32: twice the KL in float64 blocks, from two lower bounds of 2h ---------
 
 _BLOCK = 1 << 17  # elements per block: three float64 scratch buffers of 1 MiB (L2 / L3)
+# At most this many elements, same shapes: _kl32_torch_few (fewest operations);
+# above it the blocked in-place loop, whose passes cost more than the ~15 calls.
+_FEW = 1 << 13
 _C0 = 2.0 * WIDE_LOWER_COEFFICIENTS[0]  # 2h >= d^2 (C0 + C1 d): 1/2 ...
 _C1 = 2.0 * WIDE_LOWER_COEFFICIENTS[1]  # ... and 1/6
 _ONE_BIAS = 1.0 + WIDE_EXP_BIAS  # 2h >= e^d - (1 + bias) - d, expm1(d) >= e^d - (1 + bias)
@@ -146,8 +151,31 @@ def _blocks(n: int) -> tuple[int, range]:
     return size, range(0, n, size)
 
 
+def _kl32_numpy_few(mu: Array, logvar: Array) -> Array:
+    """:func:`_kl32_numpy` for few elements (at most :data:`_FEW`), same shapes.
+
+    The same steps in the fewest NumPy calls, on fresh arrays: there each
+    call's fixed cost, not its pass over memory, is the time.
+    """
+    with np.errstate(all="ignore"):
+        d = logvar.astype(np.float64)
+        e = np.exp(d)
+        e -= _ONE_BIAS
+        e -= d
+        t = d * _C1
+        t += _C0
+        t *= d
+        t *= d
+        np.fmax(t, e, out=e)  # 2h; fmax: inf - inf = nan at d = +inf loses to inf
+        e += np.square(mu, dtype=np.float64)
+        e *= 0.5
+        return e.astype(np.float32)
+
+
 def _kl32_numpy(mu: Array, logvar: Array) -> Array:
     """Standard-prior KL of float32 NumPy arrays (float64 blocks, one rounding)."""
+    if mu.shape == logvar.shape and mu.size <= _FEW:
+        return _kl32_numpy_few(mu, logvar)
     if mu.shape == logvar.shape:
         shape = mu.shape
         mu_f, lv_f = mu.reshape(-1), logvar.reshape(-1)
@@ -189,6 +217,8 @@ def _kl32_torch(mu: Any, logvar: Any, *, half_expm1: bool) -> tuple[Any, Any]:
     """
     import torch
 
+    if mu.shape == logvar.shape and mu.numel() <= _FEW:
+        return _kl32_torch_few(mu, logvar, half_expm1=half_expm1)
     device = mu.device
     if mu.shape == logvar.shape:
         shape = mu.shape
@@ -220,6 +250,25 @@ def _kl32_torch(mu: Any, logvar: Any, *, half_expm1: bool) -> tuple[Any, Any]:
         e.addcmul_(t, t)
         (flat if whole else flat[start:stop]).copy_(e.mul_(0.5))
     return out, (None if half is None else half.view(shape))
+
+
+def _kl32_torch_few(mu: Any, logvar: Any, *, half_expm1: bool) -> tuple[Any, Any]:
+    """:func:`_kl32_torch` for few elements (at most :data:`_FEW`), same shapes.
+
+    The same bounds and the same single rounding, in the fewest torch
+    operations (out-of-place, mixed float32/float64): there each operation's
+    fixed cost, not its pass over memory, is the time.
+    """
+    import torch
+
+    d = logvar.double()  # .double() / .float(): about half the call cost of .to(dtype)
+    e = torch.exp(d).sub_(_ONE_BIAS)
+    half = torch.maximum(e, d).mul_(0.5).float() if half_expm1 else None
+    e.sub_(d)
+    q = d.square()
+    t = torch.addcmul(q, q, d, value=_C1 / _C0).mul_(_C0)  # d^2 (C0 + C1 d)
+    torch.fmax(t, e, out=e)  # fmax: inf - inf = nan at d = +inf loses to inf
+    return e.addcmul_(mu, mu).mul_(0.5).float(), half
 
 
 def _lower_bound_path(x: Any) -> bool:
