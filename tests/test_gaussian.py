@@ -660,6 +660,23 @@ class TestFloat32EagerKernel:
         full = 0.5 * (mu[:6].reshape(2, 3).astype(np.float64) ** 2 + np.expm1(lv[6:9]) - lv[6:9])
         np.testing.assert_allclose(bcast, full, rtol=3e-7, equal_nan=True)
 
+    @pytest.mark.parametrize("library", ["numpy", "torch"])
+    def test_zero_d_and_empty(self, library, loop):
+        """0-d and empty float32 arrays keep their type and shape on both loops (NumPy
+        ufuncs of 0-d arrays return scalars, which in-place steps cannot take)."""
+        conv = np.asarray
+        if library == "torch":
+            torch = pytest.importorskip("torch")
+            conv = torch.from_numpy
+        mu, lv = np.array(0.5, np.float32), np.array(-2.0, np.float32)
+        out = gaussian_kl(conv(mu), conv(lv))
+        assert type(out) is type(conv(mu))
+        assert tuple(out.shape) == ()
+        exact = _kl_mp(0.5, -2.0, 0.0, 0.0)
+        assert ulp_error(np.asarray(out).reshape(1), [exact], np.float32).max() <= 0.5
+        empty = np.zeros((0, 3), np.float32)
+        assert tuple(gaussian_kl(conv(empty), conv(empty)).shape) == (0, 3)
+
     def test_torch_gradient_against_mpmath(self, loop):
         torch = pytest.importorskip("torch")
         lv_np = np.concatenate([self.EDGE[:-2], np.geomspace(1e-12, 1.0, 200).astype(np.float32)])

@@ -156,6 +156,40 @@ class TestMutualInformationGap:
         )
         np.testing.assert_allclose(out.mutual_information, ref, rtol=1e-9, atol=1e-11)
 
+    @pytest.mark.parametrize("library", ["numpy", "torch"])
+    @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+    def test_engine_paths_match_brute_force(self, library, compiled, monkeypatch):
+        """Both engines of ``_groups.log_sums_by_group``: eager tiles summing the
+        small factors' groups by the indicator product, and the fused sums of
+        ``_compiled_groups`` with every group a call of its own (forced on this
+        small problem by ``VAEMATH_COMPILE=1``), with several row tiles and padded
+        component chunks; rows far below the bound take the exact path."""
+        torch = pytest.importorskip("torch")
+        from vaemath._estimators import _compiled, _groups, _tiles
+
+        if compiled:
+            try:
+                torch.compile(lambda x: x.exp().sum(), fullgraph=True)(torch.ones(3))
+            except Exception:
+                pytest.skip("torch.compile cannot build kernels here (no C++ compiler?)")
+        monkeypatch.setenv("VAEMATH_COMPILE", "1" if compiled else "0")
+        monkeypatch.setattr(_tiles, "_TILE_ELEMENTS", 256)
+        monkeypatch.setattr(_groups, "_CHUNK", 32)
+        monkeypatch.setattr(_compiled, "_TILE_TERMS", 16 * 48 * 3)
+        monkeypatch.setattr(_compiled, "_CHUNK", 48)
+        rng = np.random.default_rng(4)
+        n, d = 110, 3
+        factors = np.stack(
+            [rng.integers(0, 2, n), rng.integers(0, 3, n), rng.integers(0, 20, n)], 1
+        )
+        mu = rng.standard_normal((n, d)) + factors[:, :1]
+        logvar = rng.uniform(-3, 0.5, (n, d))
+        logvar[::5, 1] = -150.0  # these rows take the exact path
+        conv = np.asarray if library == "numpy" else torch.from_numpy
+        out = vaemath.mutual_information_gap(conv(mu), conv(logvar), factors, num_samples=2, seed=3)
+        ref = brute_force_information(mu, logvar, factors, num_samples=2, seed=3)
+        np.testing.assert_allclose(to_numpy(out.mutual_information), ref, rtol=1e-9, atol=1e-11)
+
     def test_same_samples_on_every_backend(self, xp, asarray):
         mu, logvar, v = designed_encoder(3, 40, 1.5, 0.4)
         factors = np.concatenate([v, np.arange(120)[:, None] % 2], 1)

@@ -8,7 +8,7 @@ Layout (each piece in one file, imported by the others):
   :func:`log_marginals` is its entry for other subpackages (the MIG of ``_metrics``);
 * ``_groups.py`` -- bound-shifted per-dimension sums by component group (the MIG's);
 * ``_compiled.py`` -- its fused ``torch.compile`` kernels (torch CPU, large problems;
-  eager fallback);
+  eager fallback); ``_compiled_groups.py`` -- the same for ``_groups.py``'s sums;
 * ``_torch.py`` -- its torch ``autograd.Function`` adapter (bounded-memory backward);
 * ``_bias.py`` -- the opt-in jackknife bias correction of the minibatch estimators;
 * ``_decomposition.py`` -- :class:`ElboDecomposition`, input checks, engine dispatch;
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ._dataset import check_num_queries, dataset_decomposition, query_points, sample_queries
 from ._decomposition import ElboDecomposition
-from ._groups import bound_margin, log_sums_by_group
+from ._groups import bound_margin, groups_in_tiles, log_sums_by_group
 from ._minibatch import (
     elbo_decomposition,
     log_aggregate_posterior,
@@ -43,6 +43,7 @@ __all__ = [
     "dimensionwise_kl",
     "elbo_decomposition",
     "gaussian_mixture_log_density",
+    "groups_in_tiles",
     "log_aggregate_posterior",
     "log_marginal_aggregate_posterior",
     "bound_margin",

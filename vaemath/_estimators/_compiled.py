@@ -37,12 +37,23 @@ from ._elementwise import exp_floor, fused_requested, softmax_cut
 from ._groups import bound_margin
 from ._weights import LogWeights
 
-__all__ = ["fused_backward", "fused_forward", "fused_forward_numpy", "use_compiled"]
+__all__ = [
+    "call_kernel",
+    "density",
+    "fused_backward",
+    "fused_forward",
+    "fused_forward_numpy",
+    "fixed_plan",
+    "pad_cols",
+    "plan",
+    "prepare",
+    "use_compiled",
+]
 
 _TILE_TERMS = 1 << 21
 _CHUNK = 4096
 _FAILED: list[str] = []
-_KERNELS: dict[str, Any] = {}
+_KERNELS: dict[Callable[..., Any], Any] = {}
 
 
 class _Prepared(NamedTuple):
@@ -99,7 +110,7 @@ def use_compiled(z: torch.Tensor, m: int, n: int, d: int) -> bool:
     return fused_requested(m * n * d)
 
 
-def _density(z_t, mu_t, nhp_t, normb_t):
+def density(z_t, mu_t, nhp_t, normb_t):
     """``(D, b, c)`` ``(z - mu)^2 * nhp + norm`` (fused into its consumers by inductor)."""
     return torch.addcmul(
         normb_t[:, None, :], (z_t[:, :, None] - mu_t[:, None, :]).square(), nhp_t[:, None, :]
@@ -108,7 +119,7 @@ def _density(z_t, mu_t, nhp_t, normb_t):
 
 def _fwd_tile(z_t, mu_t, nhp_t, normb_t, joint_fix, floor):  # noqa: PLR0917 - compiled, positional
     """``(joint log-sum-exp (b,), marginal sums (D, b), joint (b, c))`` of one tile."""
-    dens = _density(z_t, mu_t, nhp_t, normb_t)
+    dens = density(z_t, mu_t, nhp_t, normb_t)
     joint = dens.sum(0) + joint_fix[None, :]
     sums = dens.clamp(min=floor).exp().sum(-1)
     return _lse(joint, floor), sums, joint
@@ -116,7 +127,7 @@ def _fwd_tile(z_t, mu_t, nhp_t, normb_t, joint_fix, floor):  # noqa: PLR0917 - c
 
 def _fwd_diag_tile(z_t, mu_t, nhp_t, normb_t, joint_fix, diag, floor):  # noqa: PLR0917 - compiled, positional
     """:func:`_fwd_tile` with the ``(b, c)`` own / next log-weight deltas ``diag`` added."""
-    dens = _density(z_t, mu_t, nhp_t, normb_t)
+    dens = density(z_t, mu_t, nhp_t, normb_t)
     joint = dens.sum(0) + joint_fix[None, :] + diag
     sums = (dens + diag[None, :, :]).clamp(min=floor).exp().sum(-1)
     return _lse(joint, floor), sums, joint
@@ -124,7 +135,7 @@ def _fwd_diag_tile(z_t, mu_t, nhp_t, normb_t, joint_fix, diag, floor):  # noqa: 
 
 def _fwd_joint_tile(z_t, mu_t, nhp_t, normb_t, joint_fix, diag, floor):  # noqa: PLR0917 - compiled, positional
     """The joint part of :func:`_fwd_diag_tile` alone."""
-    joint = _density(z_t, mu_t, nhp_t, normb_t).sum(0) + joint_fix[None, :] + diag
+    joint = density(z_t, mu_t, nhp_t, normb_t).sum(0) + joint_fix[None, :] + diag
     return _lse(joint, floor), joint
 
 
@@ -169,18 +180,27 @@ def _bwd_joint_tile(z_t, mu_t, nhp_t, joint, lq, gq, cut):  # noqa: PLR0917 - co
     return gz, gmu, glv, col
 
 
-def _kernel(name: str) -> Any:
-    if name not in _KERNELS:
-        fn: Any = {
-            "fwd": _fwd_tile, "fwd_diag": _fwd_diag_tile, "fwd_joint": _fwd_joint_tile,
-            "bwd": _bwd_tile, "bwd_joint": _bwd_joint_tile,
-        }[name]  # fmt: skip
-        _KERNELS[name] = torch.compile(fn, dynamic=False, fullgraph=True)
-    return _KERNELS[name]
+def _kernel(fn: Callable[..., Any]) -> Any:
+    if fn not in _KERNELS:
+        _KERNELS[fn] = torch.compile(fn, dynamic=False, fullgraph=True)
+    return _KERNELS[fn]
+
+
+_TILES: dict[str, Callable[..., Any]] = {
+    "fwd": _fwd_tile, "fwd_diag": _fwd_diag_tile, "fwd_joint": _fwd_joint_tile,
+    "bwd": _bwd_tile, "bwd_joint": _bwd_joint_tile,
+}  # fmt: skip
 
 
 def _call(name: str, *args: Any) -> Any:
-    """Run a compiled kernel; ``None`` (and one warning) if compiling fails."""
+    return call_kernel(_TILES[name], *args)
+
+
+def call_kernel(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn`` compiled (once per function and tile shape).
+
+    ``None`` (and one warning) if compiling fails.
+    """
     if _FAILED:
         return None
     # detached: dynamo would otherwise inspect the autograd state of saved outputs
@@ -190,7 +210,7 @@ def _call(name: str, *args: Any) -> Any:
             # inductor's own imports warn about deprecated torch.jit APIs
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            return _kernel(name)(*args)
+            return _kernel(fn)(*args)
     except Exception as exc:
         _FAILED.append(repr(exc))
         warnings.warn(
@@ -203,14 +223,19 @@ def _call(name: str, *args: Any) -> Any:
         return None
 
 
-def _plan(m: int, n: int, d: int) -> tuple[int, int]:
+def plan(m: int, n: int, d: int) -> tuple[int, int]:
     """``(b, c)``: rows and components of a tile; chunks split ``N`` evenly (little padding)."""
     c = -(-n // -(-n // _CHUNK))
     b = max(1, min(m, _TILE_TERMS // (c * d)))
     return b, c
 
 
-def _pad_cols(x: torch.Tensor, width: int, value: float) -> torch.Tensor:
+def fixed_plan(d: int) -> tuple[int, int]:
+    """``(b, c)`` from ``D`` alone: one kernel shape for the MIG's many group sizes (padded)."""
+    return max(1, _TILE_TERMS // (_CHUNK * d)), _CHUNK
+
+
+def pad_cols(x: torch.Tensor, width: int, value: float) -> torch.Tensor:
     if x.shape[-1] == width:
         return x
     pad = x.new_full((*x.shape[:-1], width - x.shape[-1]), value)
@@ -250,7 +275,7 @@ def compiled_forward(
     d, m = z_t.shape
     n = prep.mu_t.shape[1]
     dtype = z_t.dtype
-    b, c = _plan(m, n, d)
+    b, c = plan(m, n, d)
     floor = torch.tensor(prep.floor, dtype=dtype)
     name = ("fwd_diag" if deltas else "fwd") if with_marginals else "fwd_joint"
     lq = torch.empty((m,), dtype=dtype) if with_joint else None
@@ -261,10 +286,10 @@ def compiled_forward(
         j1 = min(j0 + c, n)
         chunks.append((
             j0, j1,
-            _pad_cols(prep.mu_t[:, j0:j1], c, 0.0),
-            _pad_cols(prep.nhp_t[:, j0:j1], c, -0.5),
-            _pad_cols(prep.normb_t[:, j0:j1], c, -math.inf),
-            _pad_cols(prep.joint_fix[j0:j1], c, 0.0),
+            pad_cols(prep.mu_t[:, j0:j1], c, 0.0),
+            pad_cols(prep.nhp_t[:, j0:j1], c, -0.5),
+            pad_cols(prep.normb_t[:, j0:j1], c, -math.inf),
+            pad_cols(prep.joint_fix[j0:j1], c, 0.0),
         ))  # fmt: skip
     for i0 in range(0, m, b):
         i1 = min(i0 + b, m)
@@ -319,7 +344,7 @@ def compiled_backward(
     d, m = z_t.shape
     n = mu_t.shape[1]
     dtype = z_t.dtype
-    b, c = _plan(m, n, d)
+    b, c = plan(m, n, d)
     cut = torch.tensor(softmax_cut(dtype, xp=torch_namespace()), dtype=dtype)
     gz = torch.zeros((d, m), dtype=dtype)
     gmu = torch.zeros((d, n), dtype=dtype)
@@ -329,22 +354,22 @@ def compiled_backward(
     def rows(x: torch.Tensor, i0: int, i1: int, fill: float) -> torch.Tensor:
         x = x[..., i0:i1]
         if i1 - i0 < b:
-            x = _pad_cols(x, b, fill)
+            x = pad_cols(x, b, fill)
         return x.contiguous()
 
     for j0 in range(0, n, c):
         j1 = min(j0 + c, n)
-        mu_c = _pad_cols(mu_t[:, j0:j1], c, 0.0)
-        nhp_c = _pad_cols(nhp_t[:, j0:j1], c, -0.5)
-        nrm_c = _pad_cols(lnorm_t[:, j0:j1], c, -math.inf)
+        mu_c = pad_cols(mu_t[:, j0:j1], c, 0.0)
+        nhp_c = pad_cols(nhp_t[:, j0:j1], c, -0.5)
+        nrm_c = pad_cols(lnorm_t[:, j0:j1], c, -math.inf)
         for i0 in range(0, m, b):
             i1 = min(i0 + b, m)
             zb = rows(z_t, i0, i1, 0.0)
-            jb = _pad_cols(joint[i0:i1, j0:j1], c, -math.inf)
+            jb = pad_cols(joint[i0:i1, j0:j1], c, -math.inf)
             if i1 - i0 < b:
                 jb = torch.cat([jb, jb.new_full((b - (i1 - i0), c), -math.inf)], dim=0)
-            lqb = _pad_cols(log_q[i0:i1], b, 0.0)
-            gqb = _pad_cols(grad_q[i0:i1], b, 0.0)
+            lqb = pad_cols(log_q[i0:i1], b, 0.0)
+            gqb = pad_cols(grad_q[i0:i1], b, 0.0)
             if lqd_t is not None and gqd_t is not None:
                 out = _call(
                     "bwd", zb, mu_c, nhp_c, nrm_c, rows(lqd_t, i0, i1, 0.0),

@@ -11,12 +11,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .._lib._compat import device
 from .._lib._helpers import Array, Namespace
 from ._elementwise import contiguous, exp_inplace
-from ._tiles import components, density_tile, tile_shape
+from ._tiles import components, density_tile, fusable, tile_shape
 
-__all__ = ["bound_margin", "log_sums_by_group"]
+__all__ = ["bound_margin", "groups_in_tiles", "log_sums_by_group"]
 
 _CHUNK = (1 << 17) // 16
 """Components per chunk of :func:`log_sums_by_group`."""
@@ -32,12 +34,27 @@ def bound_margin(dtype: Any, *, xp: Namespace) -> float:
     return 0.45 * -math.log(float(xp.finfo(dtype).smallest_normal))
 
 
+def groups_in_tiles(z: Array, mu: Array, *, xp: Namespace) -> bool:
+    """Whether :func:`log_sums_by_group` should sum small groups in its shared tiles.
+
+    ``True`` on the eager tiles (the indicator product costs little next to
+    their ``exp``); ``False`` where the fused kernels serve the sums, which
+    then cost less than any in-tile group sum: a caller does better asking for
+    each group as a call of its own.
+    """
+    if not fusable(z, mu, xp=xp):
+        return True
+    from ._compiled_groups import fused_sums_serve  # imports torch
+
+    return not fused_sums_serve(z, mu)
+
+
 def log_sums_by_group(
     z: Array,
     mu: Array,
     logvar: Array,
-    onehot: Array | None,
-    query_select: Array | None,
+    codes: np.ndarray | None,
+    own_codes: np.ndarray | None,
     *,
     xp: Namespace,
     progress: Callable[[int, int], None] | None = None,
@@ -47,20 +64,34 @@ def log_sums_by_group(
     .. math::
 
         s_{id} = \log \sum_j \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}}), \qquad
-        c_{fid} = \log \sum_j G_{jc}\, Q_{fic}\, \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}}),
+        c_{fid} = \log \sum_{j:\, a_{jf} = b_{if}} \mathcal N(z_{id}; \mu_{jd}, e^{v_{jd}}),
 
-    ``G`` the ``(N, C)`` 0/1 group indicator of the components (``onehot``),
-    ``Q`` the ``(F, M, C)`` selection of each query's own column per factor
-    (``query_select``). One exponential per ``(i, j, d)`` serves all of them:
-    the terms are shifted by the bound :math:`U_d = \max_j -(v_{jd} + \log 2\pi)/2`
-    instead of a per-row maximum, so sums over any subset of the components are
-    one matrix product of the same tile with ``G``, and the component axis can
-    be chunked without a running maximum.
+    ``a = codes`` the ``(N, F)`` integer factor values of the components and
+    ``b = own_codes`` the ``(M, F)`` ones of the queries (host NumPy; ``None``:
+    no groups, and ``c`` is ``None``). One exponential per ``(i, j, d)`` serves
+    all of them: the terms are shifted by the bound
+    :math:`U_d = \max_j -(v_{jd} + \log 2\pi)/2` instead of a per-row maximum,
+    so sums over any subset of the components come from the same terms, and the
+    component axis can be chunked without a running maximum. Returns ``s``
+    ``(M, D)`` and ``c`` ``(F, M, D)``.
+
+    Without groups, large problems on torch CPU tensors, and on NumPy arrays
+    where torch is installed, take the fused kernels of :mod:`._compiled_groups`
+    (:func:`groups_in_tiles` is then ``False``: the caller asks for each group
+    as a call of its own); the eager tiles below sum the groups as one matrix
+    product of each exponentiated tile with the 0/1 group indicator.
 
     Precondition (the caller checks it): every query's own component is in
     every group it selects and its log-density is within
     :func:`bound_margin` of :math:`U_d`, so no selected sum underflows.
     """
+    if codes is None and fusable(z, mu, xp=xp):
+        from ._compiled_groups import fused_log_sums  # imports torch
+
+        fused = fused_log_sums(z, mu, logvar, progress=progress)
+        if fused is not None:
+            return fused, None
+    onehot, query_select = (None, None) if codes is None else _indicators(codes, own_codes, z, xp)
     m, d = z.shape
     n = mu.shape[0]
     dtype, dev = z.dtype, device(z)
@@ -103,3 +134,19 @@ def log_sums_by_group(
         xp.concat(selected[t : t + dim_tiles], axis=1) for t in range(0, len(selected), dim_tiles)
     ]
     return log_sums, xp.permute_dims(xp.concat(sel_rows, axis=2), (0, 2, 1))
+
+
+def _indicators(
+    codes: np.ndarray, own_codes: Any, like: Array, xp: Namespace
+) -> tuple[Array, Array]:
+    """``(N, C)`` 0/1 group indicator of the components, ``(F, M, C)`` selection of the queries'."""
+    sizes = codes.max(axis=0) + 1
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    n, m, f = codes.shape[0], own_codes.shape[0], codes.shape[1]
+    onehot = np.zeros((n, offsets[-1]))
+    pick = np.zeros((f, m, offsets[-1]))
+    for k in range(f):
+        onehot[np.arange(n), codes[:, k] + offsets[k]] = 1.0
+        pick[k, np.arange(m), own_codes[:, k] + offsets[k]] = 1.0
+    dtype, dev = like.dtype, device(like)
+    return xp.asarray(onehot, dtype=dtype, device=dev), xp.asarray(pick, dtype=dtype, device=dev)

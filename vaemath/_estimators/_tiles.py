@@ -53,6 +53,7 @@ __all__ = [
     "backward",
     "components",
     "density_tile",
+    "fusable",
     "forward",
     "log_marginals",
     "tile_shape",
@@ -180,7 +181,7 @@ def forward(
         msg = "keep_joint needs with_joint"
         raise ValueError(msg)
     fused = None
-    if not functional and rows is None and _fusable(z, mu, xp=xp):
+    if not functional and rows is None and fusable(z, mu, xp=xp):
         from ._compiled import fused_forward, fused_forward_numpy  # imports torch
 
         run = fused_forward if is_torch_namespace(xp) else fused_forward_numpy
@@ -209,7 +210,7 @@ def forward(
     return lq, lqd, joint
 
 
-def _fusable(z: Array, mu: Array, *, xp: Namespace) -> bool:
+def fusable(z: Array, mu: Array, *, xp: Namespace) -> bool:
     """Whether :mod:`._compiled` may serve: torch tensors; large NumPy float arrays with torch."""
     if is_torch_namespace(xp):
         return True

@@ -158,7 +158,7 @@ def _kl32_numpy_few(mu: Array, logvar: Array) -> Array:
     call's fixed cost, not its pass over memory, is the time.
     """
     with np.errstate(all="ignore"):
-        d = logvar.astype(np.float64)
+        d = logvar.astype(np.float64).reshape(-1)  # 1-d: ufuncs of 0-d arrays give scalars
         e = np.exp(d)
         e -= _ONE_BIAS
         e -= d
@@ -167,9 +167,9 @@ def _kl32_numpy_few(mu: Array, logvar: Array) -> Array:
         t *= d
         t *= d
         np.fmax(t, e, out=e)  # 2h; fmax: inf - inf = nan at d = +inf loses to inf
-        e += np.square(mu, dtype=np.float64)
+        e += np.square(mu.reshape(-1), dtype=np.float64)
         e *= 0.5
-        return e.astype(np.float32)
+        return e.astype(np.float32).reshape(logvar.shape)
 
 
 def _kl32_numpy(mu: Array, logvar: Array) -> Array:

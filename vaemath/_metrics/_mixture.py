@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from .._estimators import bound_margin, log_marginals, log_sums_by_group, sample_queries
+from .._estimators import (
+    bound_margin,
+    groups_in_tiles,
+    log_marginals,
+    log_sums_by_group,
+    sample_queries,
+)
 from .._gaussian import log_density, neg_half_log_normaliser
 from .._lib._compat import device
 from .._lib._helpers import Array, Namespace, to_numpy
@@ -25,9 +31,10 @@ __all__ = ["histogram_information", "mixture_information"]
 
 
 _GEMM_VALUES = 12
-"""Factors with at most this many values get their conditionals from the shared tile
-(one matrix product with the group indicator, cost ~ A per element); larger ones are
-recomputed group by group (cost ~ 1/A per element)."""
+"""On the eager tiles, factors with at most this many values get their conditionals
+from the shared tile (one matrix product with the group indicator, cost ~ A per
+element); larger ones, and every factor where the fused kernels serve the shared sums
+(``groups_in_tiles``), are recomputed group by group (cost ~ 1/A per element)."""
 
 
 def mixture_information(
@@ -97,8 +104,8 @@ def _log_means(
     z: Array,
     mu: Array,
     logvar: Array,
-    onehot: Array | None,
-    select: Array | None,
+    codes: np.ndarray | None,
+    own_codes: np.ndarray | None,
     *,
     shared: bool,
     xp: Namespace,
@@ -106,24 +113,9 @@ def _log_means(
 ) -> tuple[Array, Array | None]:
     """``log (1/N) sum_j q(z|x_j)`` per dimension, and the selected groups' log-sums."""
     if shared:
-        total, groups = log_sums_by_group(z, mu, logvar, onehot, select, xp=xp, progress=progress)
+        total, groups = log_sums_by_group(z, mu, logvar, codes, own_codes, xp=xp, progress=progress)
         return total - math.log(mu.shape[0]), groups
     return log_marginals(z, mu, logvar, xp=xp, progress=progress), None
-
-
-def _indicators(
-    factors: FactorCodes, small: list[int], row_codes: np.ndarray, *, like: Array, xp: Namespace
-) -> tuple[Array, Array]:
-    """``(N, C)`` group indicator of the components and ``(F, R, C)`` per-row selection."""
-    offsets = np.cumsum([0] + [factors.sizes[k] for k in small])
-    n, rows = factors.codes.shape[0], row_codes.shape[0]
-    onehot = np.zeros((n, offsets[-1]))
-    pick = np.zeros((len(small), rows, offsets[-1]))
-    for i, k in enumerate(small):
-        onehot[np.arange(n), factors.codes[:, k] + offsets[i]] = 1.0
-        pick[i, np.arange(rows), row_codes[:, k] + offsets[i]] = 1.0
-    dtype, dev = like.dtype, device(like)
-    return xp.asarray(onehot, dtype=dtype, device=dev), xp.asarray(pick, dtype=dtype, device=dev)
 
 
 def _accumulate(  # noqa: PLR0917 - private, one caller
@@ -148,12 +140,11 @@ def _accumulate(  # noqa: PLR0917 - private, one caller
     idx = xp.asarray(rows, device=dev)
     z_rows = xp.take(z, idx, axis=0)
     row_codes = factors.codes[owner[rows]]  # (R, K) codes of the rows' own points
-    small = [k for k, a in enumerate(factors.sizes) if shared and a <= _GEMM_VALUES]
-    onehot, select = (
-        _indicators(factors, small, row_codes, like=z, xp=xp) if small else (None, None)
-    )
+    in_tiles = shared and groups_in_tiles(z_rows, mu, xp=xp)
+    small = [k for k, a in enumerate(factors.sizes) if in_tiles and a <= _GEMM_VALUES]
+    codes, own_codes = (factors.codes[:, small], row_codes[:, small]) if small else (None, None)
     marginal, conditional = _log_means(
-        z_rows, mu, logvar, onehot, select, shared=shared, xp=xp, progress=counter.call()
+        z_rows, mu, logvar, codes, own_codes, shared=shared, xp=xp, progress=counter.call()
     )
     counter.add(rows.shape[0] * (1 + len(small)))
     for i, k in enumerate(small):
