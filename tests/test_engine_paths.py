@@ -264,8 +264,8 @@ def test_numpy_takes_the_fused_kernels_only_when_asked(monkeypatch, can_compile,
         pytest.skip("torch.compile cannot build kernels on this machine")
     monkeypatch.setenv("VAEMATH_COMPILE", setting)
     calls = []
-    real = _compiled._call
-    monkeypatch.setattr(_compiled, "_call", lambda *a: calls.append(a[0]) or real(*a))
+    real = _compiled.call_kernel
+    monkeypatch.setattr(_compiled, "call_kernel", lambda *a: calls.append(a[0]) or real(*a))
     z, mu, logvar, _ = problem(8)
     args = [np.asarray(a, dtype=np.float32) for a in (z, mu, logvar)]
     for a in args:
@@ -290,8 +290,8 @@ def test_numpy_fused_kernels_take_any_layout(monkeypatch, can_compile):
         pytest.skip("torch.compile cannot build kernels on this machine")
     monkeypatch.setenv("VAEMATH_COMPILE", "1")
     calls = []
-    real = _compiled._call
-    monkeypatch.setattr(_compiled, "_call", lambda *a: calls.append(a[0]) or real(*a))
+    real = _compiled.call_kernel
+    monkeypatch.setattr(_compiled, "call_kernel", lambda *a: calls.append(a[0]) or real(*a))
     z, mu, logvar, _ = problem(8)
     plain = [np.asarray(a, dtype=np.float32) for a in (z, mu, logvar)]
     w = WEIGHTS["mss"]

@@ -45,7 +45,6 @@ __all__ = [
     "fused_forward_numpy",
     "fixed_plan",
     "pad_cols",
-    "plan",
     "prepare",
     "use_compiled",
 ]
@@ -103,9 +102,12 @@ def diagonal_deltas(weights: LogWeights) -> list[tuple[int, float]]:
     return out
 
 
-def use_compiled(z: torch.Tensor, m: int, n: int, d: int) -> bool:
-    """Whether the compiled tiles serve this problem (see the module docstring)."""
-    if _FAILED or z.device.type != "cpu":
+def use_compiled(z: Array, m: int, n: int, d: int) -> bool:
+    """Whether the compiled tiles serve this problem (see the module docstring).
+
+    ``z``: a torch tensor (on the CPU) or a NumPy array (taken through views).
+    """
+    if _FAILED or (isinstance(z, torch.Tensor) and z.device.type != "cpu"):
         return False
     return fused_requested(m * n * d)
 
@@ -186,16 +188,6 @@ def _kernel(fn: Callable[..., Any]) -> Any:
     return _KERNELS[fn]
 
 
-_TILES: dict[str, Callable[..., Any]] = {
-    "fwd": _fwd_tile, "fwd_diag": _fwd_diag_tile, "fwd_joint": _fwd_joint_tile,
-    "bwd": _bwd_tile, "bwd_joint": _bwd_joint_tile,
-}  # fmt: skip
-
-
-def _call(name: str, *args: Any) -> Any:
-    return call_kernel(_TILES[name], *args)
-
-
 def call_kernel(fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn`` compiled (once per function and tile shape).
 
@@ -223,7 +215,7 @@ def call_kernel(fn: Callable[..., Any], *args: Any) -> Any:
         return None
 
 
-def plan(m: int, n: int, d: int) -> tuple[int, int]:
+def _plan(m: int, n: int, d: int) -> tuple[int, int]:
     """``(b, c)``: rows and components of a tile; chunks split ``N`` evenly (little padding)."""
     c = -(-n // -(-n // _CHUNK))
     b = max(1, min(m, _TILE_TERMS // (c * d)))
@@ -275,9 +267,9 @@ def compiled_forward(
     d, m = z_t.shape
     n = prep.mu_t.shape[1]
     dtype = z_t.dtype
-    b, c = plan(m, n, d)
+    b, c = _plan(m, n, d)
     floor = torch.tensor(prep.floor, dtype=dtype)
-    name = ("fwd_diag" if deltas else "fwd") if with_marginals else "fwd_joint"
+    tile = (_fwd_diag_tile if deltas else _fwd_tile) if with_marginals else _fwd_joint_tile
     lq = torch.empty((m,), dtype=dtype) if with_joint else None
     sums = torch.zeros((d, m), dtype=dtype) if with_marginals else None
     joint_out = torch.empty((m, n), dtype=dtype) if keep_joint else None
@@ -299,11 +291,11 @@ def compiled_forward(
         zb = zb.contiguous()
         row_lq = None
         for j0, j1, mu_c, nhp_c, nrm_c, fix_c in chunks:
-            if name == "fwd":
-                out = _call(name, zb, mu_c, nhp_c, nrm_c, fix_c, floor)
+            if tile is _fwd_tile:
+                out = call_kernel(tile, zb, mu_c, nhp_c, nrm_c, fix_c, floor)
             else:
                 diag = _diag_tile(i0, b, j0, c, n, m, deltas, dtype)
-                out = _call(name, zb, mu_c, nhp_c, nrm_c, fix_c, diag, floor)
+                out = call_kernel(tile, zb, mu_c, nhp_c, nrm_c, fix_c, diag, floor)
             if out is None:
                 return None
             if sums is not None:
@@ -344,7 +336,7 @@ def compiled_backward(
     d, m = z_t.shape
     n = mu_t.shape[1]
     dtype = z_t.dtype
-    b, c = plan(m, n, d)
+    b, c = _plan(m, n, d)
     cut = torch.tensor(softmax_cut(dtype, xp=torch_namespace()), dtype=dtype)
     gz = torch.zeros((d, m), dtype=dtype)
     gmu = torch.zeros((d, n), dtype=dtype)
@@ -371,13 +363,13 @@ def compiled_backward(
             lqb = pad_cols(log_q[i0:i1], b, 0.0)
             gqb = pad_cols(grad_q[i0:i1], b, 0.0)
             if lqd_t is not None and gqd_t is not None:
-                out = _call(
-                    "bwd", zb, mu_c, nhp_c, nrm_c, rows(lqd_t, i0, i1, 0.0),
+                out = call_kernel(
+                    _bwd_tile, zb, mu_c, nhp_c, nrm_c, rows(lqd_t, i0, i1, 0.0),
                     rows(gqd_t, i0, i1, 0.0), jb, lqb, gqb,
                     _diag_tile(i0, b, j0, c, n, m, deltas, dtype), cut,
                 )  # fmt: skip
             else:
-                out = _call("bwd_joint", zb, mu_c, nhp_c, jb, lqb, gqb, cut)
+                out = call_kernel(_bwd_joint_tile, zb, mu_c, nhp_c, jb, lqb, gqb, cut)
             if out is None:
                 return None
             pz, pmu, plv, pc = out

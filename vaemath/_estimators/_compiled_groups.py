@@ -33,9 +33,8 @@ def _sum_tile(z_t, mu_t, nhp_t, normb_t, floor):
 
 def fused_sums_serve(z: Array, mu: Array) -> bool:
     """Whether :func:`fused_log_sums` serves these queries and components."""
-    zt = torch_view(z) if not isinstance(z, torch.Tensor) else z
-    m, d = zt.shape
-    return use_compiled(zt, m, mu.shape[0], d)
+    m, d = z.shape
+    return use_compiled(z, m, mu.shape[0], d)
 
 
 def fused_log_sums(z: Array, mu: Array, logvar: Array, *, progress: Any) -> Array | None:
@@ -44,12 +43,12 @@ def fused_log_sums(z: Array, mu: Array, logvar: Array, *, progress: Any) -> Arra
     Torch tensors or NumPy arrays in, the same library out; ``None`` where the
     kernels do not serve (then the eager tiles run).
     """
+    if not fused_sums_serve(z, mu):
+        return None
     numpy_in = not isinstance(z, torch.Tensor)
     zt, mut, lvt = (torch_view(x) if numpy_in else x for x in (z, mu, logvar))
     m, d = zt.shape
     n = mut.shape[0]
-    if not use_compiled(zt, m, n, d):
-        return None
     prep = prepare(mut.T.contiguous(), lvt.T.contiguous(), None, xp=torch_namespace())
     z_t = zt.T.contiguous()
     b, c = fixed_plan(d)  # one kernel shape for every group's call

@@ -91,7 +91,9 @@ def log_sums_by_group(
         fused = fused_log_sums(z, mu, logvar, progress=progress)
         if fused is not None:
             return fused, None
-    onehot, query_select = (None, None) if codes is None else _indicators(codes, own_codes, z, xp)
+    onehot, query_select = (
+        (None, None) if codes is None or own_codes is None else _indicators(codes, own_codes, z, xp)
+    )
     m, d = z.shape
     n = mu.shape[0]
     dtype, dev = z.dtype, device(z)
@@ -137,7 +139,7 @@ def log_sums_by_group(
 
 
 def _indicators(
-    codes: np.ndarray, own_codes: Any, like: Array, xp: Namespace
+    codes: np.ndarray, own_codes: np.ndarray, like: Array, xp: Namespace
 ) -> tuple[Array, Array]:
     """``(N, C)`` 0/1 group indicator of the components, ``(F, M, C)`` selection of the queries'."""
     sizes = codes.max(axis=0) + 1
