@@ -545,18 +545,33 @@ class TestFloat32EagerKernel:
     def _exact(self, mu, lv):
         return [_kl_mp(m, v, 0.0, 0.0) for m, v in zip(mu, lv)]
 
-    @pytest.fixture(params=["few", "blocked"])
+    @pytest.fixture(
+        params=["few", "blocks", "blocks, torch exp", "torch ops", "torch ops, blocked"]
+    )
     def loop(self, request, monkeypatch):
-        """Each float32 loop on the same values: up to ``_FEW`` elements the
-        fewest-calls one, above it the blocked one (forced here by ``_FEW = 0``)."""
+        """Each float32 loop on the same values. ``few``: the fewest-calls loops
+        (NumPy's and torch's, up to ``_FEW`` elements). ``blocks``: the NumPy
+        blocks for every size (``_FEW = 0``), which torch CPU tensors run on
+        views, with NumPy's ``exp`` for NumPy arrays or with torch's. ``torch
+        ops``: the torch loops other devices run, here on CPU (``_HOST_BLOCKS =
+        False``), for few elements or in blocks."""
         from vaemath._gaussian import _eager
 
-        if request.param == "blocked":
+        if "torch" in request.param:
+            pytest.importorskip("torch")
+        if request.param.startswith("blocks") or request.param.endswith("blocked"):
             monkeypatch.setattr(_eager, "_FEW", 0)
+        if request.param.startswith("blocks"):
+            torch_exp = request.param.endswith("torch exp")
+            monkeypatch.setattr(_eager, "_torch_exp_for_numpy", lambda: torch_exp)
+        if request.param.startswith("torch ops"):
+            monkeypatch.setattr(_eager, "_HOST_BLOCKS", False)
         return request.param
 
     @pytest.mark.parametrize("library", ["numpy", "torch"])
     def test_edges_against_mpmath(self, library, loop):
+        if library == "numpy" and loop.startswith("torch ops"):
+            pytest.skip("the torch loops take tensors only")
         rng = np.random.default_rng(5)
         lv = np.concatenate([self.EDGE, rng.uniform(-4e-4, 4e-4, 3000).astype(np.float32)])
         lv = np.concatenate([lv, np.geomspace(1e-12, 1e-2, 500).astype(np.float32)])
@@ -573,34 +588,35 @@ class TestFloat32EagerKernel:
         assert err.max() <= 1.5, f"max {err.max():.2f} ulps at {lv[finite][err.argmax()]}"
         assert np.all(np.isposinf(out[~finite]))
 
-    def test_numpy_via_torch_loop(self, monkeypatch):
-        """Large float32 NumPy arrays on a CPU without a vector float64 exp run the
-        torch loop: same ulps against mpmath, read-only inputs untouched; the
-        NumPy loop elsewhere and below the size threshold."""
+    def test_numpy_blocks_with_torch_exp(self, monkeypatch):
+        """Float32 NumPy arrays of more than ``_FEW`` elements on a CPU without a
+        vector float64 exp run the blocks with torch's ``exp``: same ulps against
+        mpmath, read-only inputs untouched; NumPy's ``exp`` elsewhere, and the
+        fewest-calls loop below the size threshold."""
         torch = pytest.importorskip("torch")
         from vaemath._gaussian import _eager
 
         calls = []
-        real = _eager._kl32_torch
+        real = _eager._kl32_blocks
 
-        def spy(mu, logvar, **kw):
-            calls.append((type(mu), mu.shape))
-            return real(mu, logvar, **kw)
+        def spy(mu, logvar, out, half, **kw):
+            calls.append((type(mu), mu.shape, kw["torch_exp"]))
+            return real(mu, logvar, out, half, **kw)
 
-        monkeypatch.setattr(_eager, "_kl32_torch", spy)
+        monkeypatch.setattr(_eager, "_kl32_blocks", spy)
         rng = np.random.default_rng(8)
         lv = np.concatenate([self.EDGE, rng.uniform(-4e-4, 4e-4, 1000).astype(np.float32)])
         lv = np.concatenate([lv, rng.uniform(-9, 9, 1000).astype(np.float32)])
         mu = rng.standard_normal(lv.size).astype(np.float32)
         mu[::3] = 0.0
-        reps = -(-_eager.MIN_TORCH_ELEMENTS // lv.size)
+        reps = -(-(3 * _eager._BLOCK + 1) // lv.size)  # more than three blocks
         big_mu, big_lv = np.tile(mu, (reps, 1)), np.tile(lv, (reps, 1))
         big_lv.flags.writeable = False
         before = big_lv.copy()
 
         monkeypatch.setattr(_eager, "_numpy_exp64_vectorised", lambda: False)
         out = gaussian_kl(big_mu, big_lv)
-        assert calls == [(torch.Tensor, big_mu.shape)]
+        assert calls == [(np.ndarray, big_mu.shape, True)]
         assert isinstance(out, np.ndarray)
         assert out.dtype == np.float32
         np.testing.assert_array_equal(big_lv, before)
@@ -610,12 +626,16 @@ class TestFloat32EagerKernel:
             err = ulp_error(out[row][finite], [r for r, f in zip(exact, finite) if f], np.float32)
             assert err.max() <= 1.5, f"max {err.max():.2f} ulps at {lv[finite][err.argmax()]}"
             assert np.all(np.isposinf(out[row][~finite]))
-        gaussian_kl(mu, lv)  # below the threshold: the NumPy loop
+        gaussian_kl(mu, lv)  # at most _FEW elements: the fewest-calls loop
+        assert len(calls) == 1
         reversed_out = gaussian_kl(big_mu[::-1, ::-1], big_lv[::-1, ::-1])  # negative strides
         np.testing.assert_array_equal(reversed_out, out[::-1, ::-1])
         monkeypatch.setattr(_eager, "_numpy_exp64_vectorised", lambda: True)
         np.testing.assert_array_max_ulp(gaussian_kl(big_mu, big_lv), out, maxulp=1)
-        assert len(calls) == 2
+        assert calls[1:] == [(np.ndarray, big_mu.shape, True), (np.ndarray, big_mu.shape, False)]
+        tensor_out = gaussian_kl(torch.from_numpy(big_mu), torch.from_numpy(big_lv.copy()))
+        assert calls[-1] == (np.ndarray, big_mu.shape, True)  # torch tensors: torch's exp
+        np.testing.assert_array_equal(tensor_out.numpy(), out)
 
     @pytest.mark.parametrize("library", ["numpy", "numpy via torch", "torch"])
     def test_inf_nan_and_blocks(self, library, monkeypatch):
@@ -664,6 +684,8 @@ class TestFloat32EagerKernel:
     def test_zero_d_and_empty(self, library, loop):
         """0-d and empty float32 arrays keep their type and shape on both loops (NumPy
         ufuncs of 0-d arrays return scalars, which in-place steps cannot take)."""
+        if library == "numpy" and loop.startswith("torch ops"):
+            pytest.skip("the torch loops take tensors only")
         conv = np.asarray
         if library == "torch":
             torch = pytest.importorskip("torch")

@@ -8,17 +8,20 @@ compute the same :math:`h(d)` of :mod:`._expm1mx` (same switch, same
 coefficients) with the same accuracy in few passes; they are listed, with what
 they mirror, in ``docs/fast_paths.inc`` (their timings: the benchmark tables).
 
-* float32, torch (any device) and NumPy: evaluated in cache-sized float64
+* float32, torch (any device) and NumPy: evaluated in L2-sized float64
   blocks as the maximum of two lower bounds of :math:`2h`
   (``WIDE_LOWER_COEFFICIENTS``, ``WIDE_EXP_BIAS``): no switch, no ``where``, no
   ``expm1`` (neither library vectorises it), no overflow test (float64 holds
   every float32 :math:`e^d`), rounded once to float32. Under torch autograd
   the same pass stores :math:`\tfrac12 \operatorname{expm1}(d)` for the
-  backward, which is then one product per input. At most ``_FEW`` elements
-  of one shape run the same steps as the fewest library calls (each call's
-  fixed cost is the time there). NumPy arrays of at least
-  ``MIN_TORCH_ELEMENTS`` run the torch loop on zero-copy views where torch is
-  installed and NumPy's float64 ``exp`` is not vectorised (no AVX-512F).
+  backward, which is then one product per input. On the CPU the blocks are
+  NumPy ufunc calls (on zero-copy views of torch tensors), whose fixed cost is
+  a fraction of a torch operation's, with torch's vectorised float64 ``exp``
+  where NumPy's is not vectorised (no AVX-512F) and torch is installed. At
+  most ``_FEW`` elements of one shape run the same steps as the fewest
+  library calls on fresh arrays (NumPy's, or torch's for tensors: there each
+  call's fixed cost is the time). Other torch devices run the same steps as
+  torch operations, in one block.
 * float64, torch: in-place Horner steps on two scratch tensors (the
   coefficients and switch of :mod:`._expm1mx`); analytic backward written
   with ordinary (differentiable) torch ops.
@@ -41,7 +44,6 @@ from .._lib._compat import (
     is_torch_namespace,
     torch_installed,
     torch_transformed,
-    torch_view,
 )
 from .._lib._helpers import Array, Namespace
 from ._expm1mx import SWITCH, WIDE_EXP_BIAS, WIDE_LOWER_COEFFICIENTS, poly_coefficients
@@ -133,7 +135,12 @@ def _sum_to(grad: Any, shape: Any) -> Any:
 
 # -- float32: twice the KL in float64 blocks, from two lower bounds of 2h ---------
 
-_BLOCK = 1 << 17  # elements per block: three float64 scratch buffers of 1 MiB (L2 / L3)
+# Elements per block: three float64 scratch buffers of 128 KiB, which with the
+# block's inputs and outputs stay in a core's L2 cache (512 KiB and up).
+_BLOCK = 1 << 14
+# torch float32 CPU tensors run _kl32_blocks on NumPy views (the torch loops
+# below serve other devices; tests switch this off to run them on CPU too).
+_HOST_BLOCKS = True
 # At most this many elements, same shapes: _kl32_torch_few (fewest operations);
 # above it the blocked in-place loop, whose passes cost more than the ~15 calls.
 _FEW = 1 << 13
@@ -144,6 +151,11 @@ _ONE_BIAS = 1.0 + WIDE_EXP_BIAS  # 2h >= e^d - (1 + bias) - d, expm1(d) >= e^d -
 # e^d - 1 - d is inf, not inf - inf (torch.maximum propagates that nan; fmax,
 # which would not, is several times slower than maximum).
 _BIG = 1e300
+
+
+def _numpy_view(x: Any) -> Array:
+    """A CPU tensor (float32, no grad needed) as a NumPy array sharing its memory."""
+    return x.detach().resolve_neg().numpy()
 
 
 def _blocks(n: int) -> tuple[int, range]:
@@ -176,25 +188,51 @@ def _kl32_numpy(mu: Array, logvar: Array) -> Array:
     """Standard-prior KL of float32 NumPy arrays (float64 blocks, one rounding)."""
     if mu.shape == logvar.shape and mu.size <= _FEW:
         return _kl32_numpy_few(mu, logvar)
-    if mu.shape == logvar.shape:
-        shape = mu.shape
-        mu_f, lv_f = mu.reshape(-1), logvar.reshape(-1)
-    else:
-        shape = np.broadcast_shapes(mu.shape, logvar.shape)
-        mu_f = np.broadcast_to(mu, shape).reshape(-1)
-        lv_f = np.broadcast_to(logvar, shape).reshape(-1)
-    out = np.empty(shape, dtype=np.float32)
+    out = np.empty(np.broadcast_shapes(mu.shape, logvar.shape), dtype=np.float32)
+    _kl32_blocks(mu, logvar, out, None, torch_exp=_torch_exp_for_numpy())
+    return out
+
+
+def _kl32_blocks(
+    mu: Array, logvar: Array, out: Array, half: Array | None, *, torch_exp: bool
+) -> None:
+    """Write the KL of float32 ``mu``, ``logvar`` into C-contiguous float32 ``out``.
+
+    NumPy arrays broadcastable to ``out.shape``; ``half`` (same as ``out``), if
+    given, receives ``expm1(logvar) / 2``. Each block of :data:`_BLOCK` elements
+    runs in three float64 scratch buffers that stay in a core's L2 cache, with
+    NumPy's ufuncs (about a microsecond of fixed cost a call, against several for
+    a torch operation). ``torch_exp``: the float64 ``exp`` by torch, on views of
+    the same buffers (vectorised on every x86-64 CPU, where NumPy's is only with
+    AVX-512).
+    """
+    shape = out.shape
+    mu_f = (mu if mu.shape == shape else np.broadcast_to(mu, shape)).reshape(-1)
+    lv_f = (logvar if logvar.shape == shape else np.broadcast_to(logvar, shape)).reshape(-1)
     flat = out.reshape(-1)
+    half_f = None if half is None else half.reshape(-1)
     size, starts = _blocks(flat.size)
     d, e, t = np.empty(size), np.empty(size), np.empty(size)
+    if torch_exp:
+        import torch
+
+        d_t, e_t = torch.from_numpy(d), torch.from_numpy(e)
     with np.errstate(all="ignore"):
         for start in starts:
             stop = min(start + size, flat.size)
             if stop - start < size:  # the last, shorter block
                 d, e, t = d[: stop - start], e[: stop - start], t[: stop - start]
+                if torch_exp:
+                    d_t, e_t = d_t[: stop - start], e_t[: stop - start]
             np.copyto(d, lv_f[start:stop])
-            np.exp(d, out=e)
+            if torch_exp:
+                torch.exp(d_t, out=e_t)
+            else:
+                np.exp(d, out=e)
             e -= _ONE_BIAS
+            if half_f is not None:
+                np.maximum(e, d, out=t)  # expm1(d) >= max(e^d - (1 + bias), d)
+                np.multiply(t, 0.5, out=half_f[start:stop], casting="same_kind")
             e -= d
             np.multiply(d, _C1, out=t)
             t += _C0
@@ -204,21 +242,30 @@ def _kl32_numpy(mu: Array, logvar: Array) -> Array:
             np.square(mu_f[start:stop], out=t, dtype=np.float64)
             e += t
             np.multiply(e, 0.5, out=flat[start:stop], casting="same_kind")
-    return out
 
 
 def _kl32_torch(mu: Any, logvar: Any, *, half_expm1: bool) -> tuple[Any, Any]:
     """Standard-prior KL of float32 tensors, and ``expm1(logvar) / 2`` if asked.
 
-    The same steps as :func:`_kl32_numpy` (inputs must not require grad:
-    this runs under ``no_grad`` or inside the autograd Function). On CPU in
-    blocks; on an accelerator in one block (a Python loop would launch kernels
-    per block).
+    Inputs must not require grad (this runs under ``no_grad`` or inside the
+    autograd Function). At most :data:`_FEW` elements of one shape:
+    :func:`_kl32_torch_few`. Above, on CPU (where :data:`_HOST_BLOCKS`),
+    :func:`_kl32_blocks` on NumPy views of the tensors; elsewhere the same steps
+    in torch, in one block (a Python loop would launch kernels per block).
     """
     import torch
 
     if mu.shape == logvar.shape and mu.numel() <= _FEW:
         return _kl32_torch_few(mu, logvar, half_expm1=half_expm1)
+    if _HOST_BLOCKS and mu.device.type == "cpu":
+        # torch.broadcast_shapes costs more than a small KL (about 40 µs)
+        shape = (
+            mu.shape if mu.shape == logvar.shape else torch.broadcast_shapes(mu.shape, logvar.shape)
+        )
+        out = torch.empty(shape, dtype=torch.float32)  # returned: a resizable tensor
+        half_np = np.empty(shape, dtype=np.float32) if half_expm1 else None  # saved only
+        _kl32_blocks(_numpy_view(mu), _numpy_view(logvar), out.numpy(), half_np, torch_exp=True)
+        return out, None if half_np is None else torch.from_numpy(half_np)
     device = mu.device
     if mu.shape == logvar.shape:
         shape = mu.shape
@@ -344,14 +391,6 @@ def _kl_std_torch(mu: Any, logvar: Any) -> Any | None:
 # -- NumPy ------------------------------------------------------------------------
 
 
-MIN_TORCH_ELEMENTS = 1 << 16
-"""Fewest elements for which a float32 NumPy KL may run :func:`_kl32_torch`.
-
-Below it torch's per-operation overhead exceeds what its vectorised float64
-``exp`` saves (see :func:`_numpy_exp64_vectorised`).
-"""
-
-
 @functools.cache
 def _numpy_exp64_vectorised() -> bool:
     """Whether NumPy's float64 ``exp`` runs its SIMD loop on this CPU.
@@ -374,34 +413,18 @@ def _numpy_exp64_vectorised() -> bool:
     return "X86_V4" in current or "AVX512" in current
 
 
-def _kl32_numpy_via_torch(mu: Array, logvar: Array) -> Array | None:
-    """:func:`_kl32_torch` on zero-copy torch views of NumPy arrays, or ``None``.
-
-    Taken for same-shape float32 arrays of at least :data:`MIN_TORCH_ELEMENTS`
-    where torch is installed and NumPy's float64 ``exp`` is not vectorised: the
-    same steps as :func:`_kl32_numpy` (same bounds, same single rounding), with
-    torch's float64 ``exp``. Read-only and reversed arrays are copied first
-    (:func:`torch_view`).
-    """
-    if (
-        mu.shape != logvar.shape
-        or mu.size < MIN_TORCH_ELEMENTS
-        or _numpy_exp64_vectorised()
-        or not torch_installed()
-    ):
-        return None
-    import torch
-
-    with torch.no_grad():
-        return _kl32_torch(torch_view(mu), torch_view(logvar), half_expm1=False)[0].numpy()
+def _torch_exp_for_numpy() -> bool:
+    """Whether the float32 NumPy blocks take torch's float64 ``exp`` (see
+    :func:`_numpy_exp64_vectorised`): where torch is installed and NumPy's
+    ``exp`` is not vectorised."""
+    return not _numpy_exp64_vectorised() and torch_installed()
 
 
 def _kl_std_numpy(mu: Array, logvar: Array) -> Array | None:
     """The float32 NumPy kernel, or ``None`` for other dtypes (the generic path)."""
     if mu.dtype != np.float32 or logvar.dtype != np.float32:
         return None
-    out = _kl32_numpy_via_torch(mu, logvar)
-    return _kl32_numpy(mu, logvar) if out is None else out
+    return _kl32_numpy(mu, logvar)
 
 
 def fast_kl_standard(mu: Any, logvar: Any) -> Any | None:
