@@ -157,16 +157,20 @@ class TestMutualInformationGap:
         np.testing.assert_allclose(out.mutual_information, ref, rtol=1e-9, atol=1e-11)
 
     @pytest.mark.parametrize("library", ["numpy", "torch"])
-    @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-    def test_engine_paths_match_brute_force(self, library, compiled, monkeypatch):
-        """Both engines of ``_groups.log_sums_by_group``: eager tiles summing the
-        small factors' groups by the indicator product, and the fused sums of
-        ``_compiled_groups`` with every group a call of its own (forced on this
-        small problem by ``VAEMATH_COMPILE=1``), with several row tiles and padded
-        component chunks; rows far below the bound take the exact path."""
+    @pytest.mark.parametrize("engine", ["eager", "compiled", "compiled, blocks"])
+    def test_engine_paths_match_brute_force(self, library, engine, monkeypatch):
+        """Every engine of ``_groups.log_sums_by_group``: eager tiles summing the
+        small factors' groups by the indicator product; the fused sums of
+        ``_compiled_groups`` (forced on this small problem by ``VAEMATH_COMPILE=1``)
+        with every group a call of its own, or with the two smallest factors'
+        groups summed from blocks of components (``MIN_BLOCK_CHUNKS`` lowered so
+        that blocks of a few components qualify) and the third's as calls; with
+        several row tiles and padded component chunks; rows far below the bound
+        take the exact path."""
         torch = pytest.importorskip("torch")
         from vaemath._estimators import _compiled, _groups, _tiles
 
+        compiled = engine != "eager"
         if compiled:
             try:
                 torch.compile(lambda x: x.exp().sum(), fullgraph=True)(torch.ones(3))
@@ -177,6 +181,19 @@ class TestMutualInformationGap:
         monkeypatch.setattr(_groups, "_CHUNK", 32)
         monkeypatch.setattr(_compiled, "_TILE_TERMS", 16 * 48 * 3)
         monkeypatch.setattr(_compiled, "_CHUNK", 48)
+        block_calls = []
+        if compiled:
+            from vaemath._estimators import _compiled_groups
+
+            real = _compiled_groups.fused_log_sums
+
+            def spy(z, mu, logvar, codes, own_codes, **kw):
+                block_calls.append(None if codes is None else codes.shape[1])
+                return real(z, mu, logvar, codes, own_codes, **kw)
+
+            monkeypatch.setattr(_compiled_groups, "fused_log_sums", spy)
+            if engine == "compiled, blocks":  # 2 and 6 blocks of 110 components pass, 120 not
+                monkeypatch.setattr(_compiled_groups, "MIN_BLOCK_CHUNKS", 0.3)
         rng = np.random.default_rng(4)
         n, d = 110, 3
         factors = np.stack(
@@ -189,6 +206,12 @@ class TestMutualInformationGap:
         out = vaemath.mutual_information_gap(conv(mu), conv(logvar), factors, num_samples=2, seed=3)
         ref = brute_force_information(mu, logvar, factors, num_samples=2, seed=3)
         np.testing.assert_allclose(to_numpy(out.mutual_information), ref, rtol=1e-9, atol=1e-11)
+        if engine == "compiled":
+            assert block_calls
+            assert set(block_calls) == {None}
+        elif engine == "compiled, blocks":
+            assert block_calls[0] == 2  # the shared pass, in blocks of factors 0 and 1
+            assert set(block_calls[1:]) == {None}  # factor 2's groups: calls of their own
 
     def test_same_samples_on_every_backend(self, xp, asarray):
         mu, logvar, v = designed_encoder(3, 40, 1.5, 0.4)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ._dataset import check_num_queries, dataset_decomposition, query_points, sample_queries
 from ._decomposition import ElboDecomposition
-from ._groups import bound_margin, groups_in_tiles, log_sums_by_group
+from ._groups import bound_margin, fused_block_factors, groups_in_tiles, log_sums_by_group
 from ._minibatch import (
     elbo_decomposition,
     log_aggregate_posterior,
@@ -42,6 +42,7 @@ __all__ = [
     "dataset_decomposition",
     "dimensionwise_kl",
     "elbo_decomposition",
+    "fused_block_factors",
     "gaussian_mixture_log_density",
     "groups_in_tiles",
     "log_aggregate_posterior",

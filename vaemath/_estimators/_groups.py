@@ -18,7 +18,7 @@ from .._lib._helpers import Array, Namespace
 from ._elementwise import contiguous, exp_inplace
 from ._tiles import components, density_tile, fusable, tile_shape
 
-__all__ = ["bound_margin", "groups_in_tiles", "log_sums_by_group"]
+__all__ = ["bound_margin", "fused_block_factors", "groups_in_tiles", "log_sums_by_group"]
 
 _CHUNK = (1 << 17) // 16
 """Components per chunk of :func:`log_sums_by_group`."""
@@ -49,6 +49,23 @@ def groups_in_tiles(z: Array, mu: Array, *, xp: Namespace) -> bool:
     return not fused_sums_serve(z, mu)
 
 
+def fused_block_factors(z: Array, mu: Array, sizes: list[int], *, xp: Namespace) -> list[int]:
+    """The factors whose groups the fused sums of :func:`log_sums_by_group` give.
+
+    Where the fused kernels serve (:func:`groups_in_tiles` is ``False``), the
+    smallest factors for which sorting the components into blocks of equal
+    codes pads little (:func:`._compiled_groups.block_factors`); ``[]``
+    elsewhere.
+    """
+    if not fusable(z, mu, xp=xp):
+        return []
+    from ._compiled_groups import block_factors, fused_sums_serve  # imports torch
+
+    if not fused_sums_serve(z, mu):
+        return []
+    return block_factors(sizes, int(mu.shape[0]), int(z.shape[1]))
+
+
 def log_sums_by_group(
     z: Array,
     mu: Array,
@@ -75,22 +92,24 @@ def log_sums_by_group(
     component axis can be chunked without a running maximum. Returns ``s``
     ``(M, D)`` and ``c`` ``(F, M, D)``.
 
-    Without groups, large problems on torch CPU tensors, and on NumPy arrays
-    where torch is installed, take the fused kernels of :mod:`._compiled_groups`
-    (:func:`groups_in_tiles` is then ``False``: the caller asks for each group
-    as a call of its own); the eager tiles below sum the groups as one matrix
-    product of each exponentiated tile with the 0/1 group indicator.
+    Large problems on torch CPU tensors, and on NumPy arrays where torch is
+    installed, take the fused kernels of :mod:`._compiled_groups`
+    (:func:`groups_in_tiles` is then ``False``: the caller asks for the
+    factors of :func:`fused_block_factors` here, summed in blocks of
+    components, and for each other group as a call of its own); the eager
+    tiles below sum the groups as one matrix product of each exponentiated tile
+    with the 0/1 group indicator.
 
     Precondition (the caller checks it): every query's own component is in
     every group it selects and its log-density is within
     :func:`bound_margin` of :math:`U_d`, so no selected sum underflows.
     """
-    if codes is None and fusable(z, mu, xp=xp):
+    if fusable(z, mu, xp=xp):
         from ._compiled_groups import fused_log_sums  # imports torch
 
-        fused = fused_log_sums(z, mu, logvar, progress=progress)
+        fused = fused_log_sums(z, mu, logvar, codes, own_codes, progress=progress)
         if fused is not None:
-            return fused, None
+            return fused
     onehot, query_select = (
         (None, None) if codes is None or own_codes is None else _indicators(codes, own_codes, z, xp)
     )

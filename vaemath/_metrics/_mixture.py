@@ -17,6 +17,7 @@ import numpy as np
 
 from .._estimators import (
     bound_margin,
+    fused_block_factors,
     groups_in_tiles,
     log_marginals,
     log_sums_by_group,
@@ -33,8 +34,10 @@ __all__ = ["histogram_information", "mixture_information"]
 _GEMM_VALUES = 12
 """On the eager tiles, factors with at most this many values get their conditionals
 from the shared tile (one matrix product with the group indicator, cost ~ A per
-element); larger ones, and every factor where the fused kernels serve the shared sums
-(``groups_in_tiles``), are recomputed group by group (cost ~ 1/A per element)."""
+element); larger ones are recomputed group by group (cost ~ 1/A per element). Where
+the fused kernels serve the shared sums (``groups_in_tiles`` is ``False``), the
+factors of ``fused_block_factors`` come from the shared pass (its components sorted
+into blocks) and every other factor group by group."""
 
 
 def mixture_information(
@@ -140,8 +143,11 @@ def _accumulate(  # noqa: PLR0917 - private, one caller
     idx = xp.asarray(rows, device=dev)
     z_rows = xp.take(z, idx, axis=0)
     row_codes = factors.codes[owner[rows]]  # (R, K) codes of the rows' own points
-    in_tiles = shared and groups_in_tiles(z_rows, mu, xp=xp)
-    small = [k for k, a in enumerate(factors.sizes) if in_tiles and a <= _GEMM_VALUES]
+    small: list[int] = []
+    if shared and groups_in_tiles(z_rows, mu, xp=xp):
+        small = [k for k, a in enumerate(factors.sizes) if a <= _GEMM_VALUES]
+    elif shared:  # the fused sums: the smallest factors' groups in blocks of components
+        small = fused_block_factors(z_rows, mu, list(factors.sizes), xp=xp)
     codes, own_codes = (factors.codes[:, small], row_codes[:, small]) if small else (None, None)
     marginal, conditional = _log_means(
         z_rows, mu, logvar, codes, own_codes, shared=shared, xp=xp, progress=counter.call()
