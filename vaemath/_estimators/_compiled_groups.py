@@ -88,13 +88,16 @@ def fused_log_sums(
     zt, mut, lvt = (torch_view(x) if numpy_in else x for x in (z, mu, logvar))
     m, d = zt.shape
     n = mut.shape[0]
-    starts, block_codes = np.array([0, n]), None
-    if codes is not None and own_codes is not None:
+    starts, groups = np.array([0, n]), None
+    if codes is not None and own_codes is not None:  # components sorted into blocks
         block_codes, block = np.unique(codes, axis=0, return_inverse=True)
         order = np.argsort(block.reshape(-1), kind="stable")
         starts = np.searchsorted(block.reshape(-1)[order], np.arange(block_codes.shape[0] + 1))
         index = torch.from_numpy(order)
         mut, lvt = mut.index_select(0, index), lvt.index_select(0, index)
+        code_of_block = torch.from_numpy(np.ascontiguousarray(block_codes.T))  # (F, P)
+        own = torch.from_numpy(np.ascontiguousarray(own_codes.T))  # (F, M)
+        groups = torch.zeros((codes.shape[1], d, m), dtype=zt.dtype)
     prep = prepare(mut.T.contiguous(), lvt.T.contiguous(), None, xp=torch_namespace())
     z_t = zt.T.contiguous()
     b, c = fixed_plan(d)  # one kernel shape for every group's call
@@ -112,11 +115,6 @@ def fused_log_sums(
     ]
     blocks = starts.shape[0] - 1
     sums = torch.zeros((d, m), dtype=zt.dtype)
-    groups = None
-    if block_codes is not None and own_codes is not None:
-        groups = torch.zeros((block_codes.shape[1], d, m), dtype=zt.dtype)
-        code_of_block = torch.from_numpy(np.ascontiguousarray(block_codes.T))  # (F, P)
-        own = torch.from_numpy(np.ascontiguousarray(own_codes.T))  # (F, M)
     for i0 in range(0, m, b):
         i1 = min(i0 + b, m)
         zb = pad_cols(z_t[:, i0:i1], b, 0.0).contiguous()
